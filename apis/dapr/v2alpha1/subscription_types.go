@@ -1,0 +1,120 @@
+package v2alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/outrigger-dev/outrigger/apis/dapr/common"
+)
+
+// SubscriptionSpec subscribes an app to one topic of a pub/sub component and
+// chooses the app path of each message with routing rules.
+type SubscriptionSpec struct {
+	// Pubsubname is the name of the pub/sub component.
+	// +required
+	Pubsubname string `json:"pubsubname"`
+
+	// Topic to subscribe to.
+	// +required
+	Topic string `json:"topic"`
+
+	// Routes choose the app path that receives each message.
+	// +required
+	Routes Routes `json:"routes"`
+
+	// Metadata is passed to the pub/sub component with the subscription.
+	// +optional
+	Metadata map[string]string `json:"metadata,omitempty"`
+
+	// DeadLetterTopic receives the messages that the app could not process.
+	// +optional
+	DeadLetterTopic string `json:"deadLetterTopic,omitempty"`
+
+	// BulkSubscribe delivers messages to the app in batches.
+	// +optional
+	BulkSubscribe BulkSubscribe `json:"bulkSubscribe,omitzero"`
+}
+
+// Routes maps messages to app paths: the first rule whose match is true wins,
+// and messages that match no rule go to default.
+type Routes struct {
+	// Rules are tried in order, so list them from the most to the least
+	// specific.
+	// +optional
+	// +listType=atomic
+	Rules []Rule `json:"rules,omitempty"`
+
+	// Default is the app path for messages that match no rule.
+	// +optional
+	Default string `json:"default,omitempty"`
+}
+
+// Rule sends the messages that match a CEL expression to an app path.
+type Rule struct {
+	// Match is a CEL expression over the CloudEvent, for example
+	// event.type == "widget". A rule without match matches every message.
+	// +optional
+	Match string `json:"match,omitempty"`
+
+	// Path is the app path that receives the matching messages.
+	// +required
+	Path string `json:"path"`
+}
+
+// BulkSubscribe configures batched delivery of messages to the app.
+type BulkSubscribe struct {
+	// Enabled turns on bulk delivery.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// MaxMessagesCount is the largest number of messages in one batch.
+	// +optional
+	MaxMessagesCount int32 `json:"maxMessagesCount,omitempty"`
+
+	// MaxAwaitDurationMs is how long, in milliseconds, to wait for a batch to
+	// fill before delivering it.
+	// +optional
+	MaxAwaitDurationMs int32 `json:"maxAwaitDurationMs,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:storageversion
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=all;dapr
+// +kubebuilder:printcolumn:name="Pubsub",type=string,JSONPath=`.spec.pubsubname`
+// +kubebuilder:printcolumn:name="Topic",type=string,JSONPath=`.spec.topic`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// Subscription declares that apps receive the messages of a pub/sub topic,
+// routed to app paths by CEL rules.
+type Subscription struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec names the topic and the routes.
+	// +optional
+	Spec SubscriptionSpec `json:"spec,omitempty"`
+
+	common.Scoped `json:",inline"`
+
+	// Status is reported by Outrigger.
+	// +optional
+	Status common.Status `json:"status,omitzero"`
+}
+
+// Hub marks v2alpha1 as the version other Subscription versions convert
+// through.
+func (*Subscription) Hub() {}
+
+// +kubebuilder:object:root=true
+
+// SubscriptionList is a list of Subscriptions.
+type SubscriptionList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Subscription `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Subscription{}, &SubscriptionList{})
+}

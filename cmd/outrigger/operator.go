@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	daprv1alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v1alpha1"
+	daprv2alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v2alpha1"
+	"github.com/outrigger-dev/outrigger/controllers"
+	"github.com/outrigger-dev/outrigger/internal/version"
+	"github.com/outrigger-dev/outrigger/webhooks/certs"
+	"github.com/outrigger-dev/outrigger/webhooks/validation"
+)
+
+// Certificate providers for the webhook server.
+const (
+	certProviderSelf        = "self"
+	certProviderCertManager = "cert-manager"
+)
+
+type operatorOptions struct {
+	metricsAddr           string
+	metricsSecure         bool
+	probeAddr             string
+	leaderElect           bool
+	leaderElectionID      string
+	enableHTTP2           bool
+	webhookPort           int
+	webhookCertDir        string
+	certProvider          string
+	namespace             string
+	webhookSecretName     string
+	webhookServiceName    string
+	mutatingWebhookName   string
+	validatingWebhookName string
+	certCheckInterval     time.Duration
+}
+
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
+	utilruntime.Must(daprv1alpha1.AddToScheme(s))
+	utilruntime.Must(daprv2alpha1.AddToScheme(s))
+	return s
+}
+
+func newOperatorCommand() *cobra.Command {
+	o := operatorOptions{}
+	zapOpts := zap.Options{}
+	cmd := &cobra.Command{
+		Use:   "operator",
+		Short: "Run the operator: CRD controllers, the sidecar injector and the validating and conversion webhooks",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			return runOperator(ctrl.SetupSignalHandler(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", `address of the metrics endpoint; "0" disables it`)
+	f.BoolVar(&o.metricsSecure, "metrics-secure", true, "serve metrics over HTTPS, authenticated and authorised through the API server")
+	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the healthz and readyz endpoints")
+	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader so that only one replica runs the controllers")
+	f.StringVar(&o.leaderElectionID, "leader-election-id", "operator.outrigger.dapr.io", "name of the leader election Lease")
+	f.BoolVar(&o.enableHTTP2, "enable-http2", false, "serve webhooks and metrics over HTTP/2 (off by default: CVE-2023-44487)")
+	f.IntVar(&o.webhookPort, "webhook-port", 9443, "port of the webhook server")
+	f.StringVar(&o.webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding tls.crt and tls.key of the webhook server")
+	f.StringVar(&o.certProvider, "cert-provider", certProviderSelf, `who issues the webhook certificate: "self" (the operator's own CA) or "cert-manager" (files mounted in --webhook-cert-dir)`)
+	f.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "namespace the operator runs in (defaults to $POD_NAMESPACE)")
+	f.StringVar(&o.webhookSecretName, "webhook-secret-name", "outrigger-webhook-server-cert", "Secret that holds the self-issued CA and serving certificate")
+	f.StringVar(&o.webhookServiceName, "webhook-service-name", "outrigger-webhook-service", "Service in front of the webhook server")
+	f.StringVar(&o.mutatingWebhookName, "mutating-webhook-configuration", "outrigger-mutating-webhook-configuration", "MutatingWebhookConfiguration whose caBundle the self-issued CA keeps")
+	f.StringVar(&o.validatingWebhookName, "validating-webhook-configuration", "outrigger-validating-webhook-configuration", "ValidatingWebhookConfiguration whose caBundle the self-issued CA keeps")
+	f.DurationVar(&o.certCheckInterval, "cert-check-interval", time.Hour, "how often the self-issued certificate is checked for renewal")
+	gofs := flag.NewFlagSet("zap", flag.ExitOnError)
+	zapOpts.BindFlags(gofs)
+	f.AddGoFlagSet(gofs)
+	return cmd
+}
+
+func runOperator(ctx context.Context, o operatorOptions) error {
+	log := ctrl.Log.WithName("setup")
+	restCfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("load Kubernetes client configuration: %w", err)
+	}
+	scheme := newScheme()
+
+	var tlsOpts []func(*tls.Config)
+	if !o.enableHTTP2 {
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	metricsOpts := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.metricsSecure, TLSOpts: tlsOpts}
+	if o.metricsSecure {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	switch o.certProvider {
+	case certProviderSelf:
+		if o.namespace == "" {
+			return errors.New("--cert-provider=self needs --namespace or $POD_NAMESPACE to keep its certificate Secret")
+		}
+		direct, err := client.New(restCfg, client.Options{Scheme: scheme})
+		if err != nil {
+			return fmt.Errorf("create API client: %w", err)
+		}
+		cm := selfCertManager(direct, o)
+		// The webhook server reads its files when it starts, so they must exist first.
+		if err := cm.Ensure(ctx); err != nil {
+			return fmt.Errorf("bootstrap webhook certificate: %w", err)
+		}
+		defer log.Info("Stopped")
+		return startManager(ctx, restCfg, scheme, o, metricsOpts, tlsOpts, cm)
+	case certProviderCertManager:
+		return startManager(ctx, restCfg, scheme, o, metricsOpts, tlsOpts, nil)
+	default:
+		return fmt.Errorf("unknown --cert-provider %q: use %q or %q", o.certProvider, certProviderSelf, certProviderCertManager)
+	}
+}
+
+func selfCertManager(c client.Client, o operatorOptions) *certs.Manager {
+	return &certs.Manager{
+		Client:      c,
+		Namespace:   o.namespace,
+		SecretName:  o.webhookSecretName,
+		ServiceName: o.webhookServiceName,
+		CertDir:     o.webhookCertDir,
+		Interval:    o.certCheckInterval,
+		Targets: certs.Targets{
+			MutatingWebhookConfigurations:   []string{o.mutatingWebhookName},
+			ValidatingWebhookConfigurations: []string{o.validatingWebhookName},
+			ConversionCRDs:                  []string{"subscriptions.dapr.io"},
+		},
+	}
+}
+
+func startManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Scheme, o operatorOptions,
+	metricsOpts metricsserver.Options, tlsOpts []func(*tls.Config), cm *certs.Manager) error {
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsOpts,
+		HealthProbeBindAddress:        o.probeAddr,
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              o.leaderElectionID,
+		LeaderElectionReleaseOnCancel: true,
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Port:    o.webhookPort,
+			CertDir: o.webhookCertDir,
+			TLSOpts: tlsOpts,
+		}),
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	if cm != nil {
+		if err := mgr.Add(cm); err != nil {
+			return err
+		}
+	}
+	if err := setupOperator(mgr); err != nil {
+		return err
+	}
+	ctrl.Log.WithName("setup").Info("Starting operator", "version", version.Get().Version,
+		"certProvider", o.certProvider, "leaderElect", o.leaderElect)
+	return mgr.Start(ctx)
+}
+
+// setupOperator registers everything the operator serves on a manager; `operator` and
+// `dev` share it.
+func setupOperator(mgr ctrl.Manager) error {
+	if err := controllers.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up controllers: %w", err)
+	}
+	if err := validation.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up webhooks: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	return mgr.AddReadyzCheck("readyz", mgr.GetWebhookServer().StartedChecker())
+}
