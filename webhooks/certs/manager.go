@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -14,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 )
@@ -44,7 +46,13 @@ type Manager struct {
 	Now func() time.Time
 	// Interval between checks when running as a manager Runnable.
 	Interval time.Duration
+
+	// missing is set while a target has not been applied yet; checks then come sooner.
+	missing atomic.Bool
 }
+
+// retryMissing is how soon a check comes again while a target is missing.
+const retryMissing = 10 * time.Second
 
 // NeedLeaderElection is false: every replica serves webhooks and needs the files.
 func (m *Manager) NeedLeaderElection() bool { return false }
@@ -57,13 +65,15 @@ func (m *Manager) Start(ctx context.Context) error {
 	if interval <= 0 {
 		interval = time.Minute
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	for {
+		wait := interval
+		if m.missing.Load() && retryMissing < wait {
+			wait = retryMissing
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-time.After(wait):
 			if err := m.Ensure(ctx); err != nil {
 				log.Error(err, "Failed to keep the webhook certificate")
 			}
@@ -182,25 +192,31 @@ func (m *Manager) writeFiles(b *Bundle) error {
 func (m *Manager) injectCABundle(ctx context.Context, caBundle []byte) error {
 	log := logf.FromContext(ctx).WithName("webhook-certs")
 	var errs []error
+	missing := false
+	// Another replica may patch the same object at the same time: on a conflict, read
+	// again and patch only if the bundle still differs.
 	patch := func(obj client.Object, mutate func() bool) {
-		err := m.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj)
-		if apierrors.IsNotFound(err) {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := m.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+				return err
+			}
+			base := obj.DeepCopyObject().(client.Object)
+			if !mutate() {
+				return nil
+			}
+			if err := m.Client.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+				return err
+			}
+			log.Info("Patched caBundle", "name", obj.GetName())
+			return nil
+		})
+		switch {
+		case apierrors.IsNotFound(err):
+			missing = true
 			log.V(1).Info("caBundle target not found yet", "name", obj.GetName())
-			return
-		}
-		if err != nil {
-			errs = append(errs, err)
-			return
-		}
-		base := obj.DeepCopyObject().(client.Object)
-		if !mutate() {
-			return
-		}
-		if err := m.Client.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		case err != nil:
 			errs = append(errs, fmt.Errorf("patch caBundle of %s: %w", obj.GetName(), err))
-			return
 		}
-		log.Info("Patched caBundle", "name", obj.GetName())
 	}
 	for _, name := range m.Targets.MutatingWebhookConfigurations {
 		cfg := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}}
@@ -232,6 +248,7 @@ func (m *Manager) injectCABundle(ctx context.Context, caBundle []byte) error {
 			return setBundle(&c.Webhook.ClientConfig.CABundle, caBundle)
 		})
 	}
+	m.missing.Store(missing)
 	if len(errs) > 0 {
 		return fmt.Errorf("inject caBundle: %v", errs)
 	}

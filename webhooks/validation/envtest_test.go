@@ -20,25 +20,7 @@ import (
 
 	daprv1alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v1alpha1"
 	daprv2alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v2alpha1"
-	"github.com/outrigger-dev/outrigger/internal/testenv"
-	"github.com/outrigger-dev/outrigger/webhooks/validation"
 )
-
-var (
-	envOnce sync.Once
-	shared  *testenv.Env
-)
-
-// env shares one control plane across the tests of this file; each test works in its
-// own namespace.
-func env(t *testing.T) *testenv.Env {
-	t.Helper()
-	envOnce.Do(func() { shared = testenv.Start(&suiteTB{T: t}, validation.SetupWithManager) })
-	if shared == nil {
-		t.Skip("envtest unavailable")
-	}
-	return shared
-}
 
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -1,21 +1,12 @@
 package validation_test
 
-import "testing"
+import (
+	"testing"
 
-// suiteTB lets the shared environment outlive the first test that starts it: its
-// cleanups run when the whole package's tests end, from TestMain.
-type suiteTB struct{ *testing.T }
+	"github.com/outrigger-dev/outrigger/internal/testenv"
+	"github.com/outrigger-dev/outrigger/webhooks/validation"
+)
 
-var cleanups []func()
+func TestMain(m *testing.M) { testenv.Main(m) }
 
-func (s *suiteTB) Cleanup(f func()) { cleanups = append(cleanups, f) }
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	for i := len(cleanups) - 1; i >= 0; i-- {
-		cleanups[i]()
-	}
-	if code != 0 {
-		panic(code)
-	}
-}
+func env(t *testing.T) *testenv.Env { return testenv.Shared(t, validation.SetupWithManager) }
