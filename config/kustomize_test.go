@@ -1,0 +1,812 @@
+package config_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/outrigger-dev/outrigger/internal/testenv"
+	"github.com/outrigger-dev/outrigger/webhooks/certs"
+)
+
+// The names config/default must produce: the operator's flags default to them.
+const (
+	namespace          = "outrigger-system"
+	deploymentName     = "outrigger-controller-manager"
+	serviceAccountName = "outrigger-controller-manager"
+	webhookService     = "outrigger-webhook-service"
+	metricsService     = "outrigger-controller-manager-metrics-service"
+	validatingConfig   = "outrigger-validating-webhook-configuration"
+	mutatingConfig     = "outrigger-mutating-webhook-configuration"
+	webhookSecret      = "outrigger-webhook-server-cert"
+	subscriptionsCRD   = "subscriptions.dapr.io"
+	certDir            = "/tmp/k8s-webhook-server/serving-certs"
+	imagePlaceholder   = "controller:latest" // `make deploy` replaces it with IMG
+	injectCAAnnotation = "cert-manager.io/inject-ca-from"
+	injectCAFrom       = "outrigger-system/outrigger-serving-cert"
+	certManagerSecret  = "webhook-server-cert"
+
+	defaultDir     = "default"
+	certManagerDir = "overlays/cert-manager"
+	crdDir         = "crd"
+	samplesDir     = "samples"
+
+	commandTimeout = 2 * time.Minute
+)
+
+func TestKustomizeDefault(t *testing.T) {
+	objs := render(t, kubectl(t), defaultDir)
+	checkLabels(t, objs)
+	checkNamespaced(t, objs)
+	if ns := find[corev1.Namespace](t, objs, "Namespace", "", namespace); ns.Labels["control-plane"] != "controller-manager" {
+		t.Errorf("Namespace %s labels = %v, want control-plane: controller-manager", namespace, ns.Labels)
+	}
+
+	dep := find[appsv1.Deployment](t, objs, "Deployment", namespace, deploymentName)
+	c := managerContainer(t, dep)
+	checkDeployment(t, dep, c)
+	if v := certVolume(t, dep); v.EmptyDir == nil {
+		t.Errorf("cert volume = %+v, want an emptyDir for the self-managed CA", v.VolumeSource)
+	}
+	if slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--cert-provider") }) {
+		t.Errorf("args %v set --cert-provider: the default must use the operator's default (self)", c.Args)
+	}
+	if n := strings.Count(renderRaw(t, kubectl(t), defaultDir), imagePlaceholder); n != 1 {
+		t.Errorf("%q occurs %d times, want once (make deploy replaces it)", imagePlaceholder, n)
+	}
+
+	checkServices(t, objs, dep)
+	checkRBAC(t, objs, dep)
+
+	vwc := find[admissionregistrationv1.ValidatingWebhookConfiguration](t, objs, "ValidatingWebhookConfiguration", "", validatingConfig)
+	if len(vwc.Webhooks) == 0 {
+		t.Errorf("%s has no webhooks", validatingConfig)
+	}
+	for _, w := range vwc.Webhooks {
+		checkServiceRef(t, "webhook "+w.Name, w.ClientConfig.Service)
+	}
+	checkNoInjectCA(t, vwc.Annotations, validatingConfig)
+
+	crd := find[apiextensionsv1.CustomResourceDefinition](t, objs, "CustomResourceDefinition", "", subscriptionsCRD)
+	checkConversion(t, crd, webhookService, namespace)
+	checkNoInjectCA(t, crd.Annotations, subscriptionsCRD)
+	if n := len(kinds(objs, "CustomResourceDefinition")); n != 5 {
+		t.Errorf("%d CRDs, want 5", n)
+	}
+}
+
+func TestKustomizeCertManagerOverlay(t *testing.T) {
+	objs := render(t, kubectl(t), certManagerDir)
+	checkLabels(t, objs)
+	checkNamespaced(t, objs)
+
+	dep := find[appsv1.Deployment](t, objs, "Deployment", namespace, deploymentName)
+	c := managerContainer(t, dep)
+	checkDeployment(t, dep, c)
+	if !slices.Contains(c.Args, "--cert-provider=cert-manager") {
+		t.Errorf("args %v lack --cert-provider=cert-manager", c.Args)
+	}
+	v := certVolume(t, dep)
+	if v.EmptyDir != nil || v.Secret == nil || v.Secret.SecretName != certManagerSecret {
+		t.Errorf("cert volume = %+v, want only Secret %s", v.VolumeSource, certManagerSecret)
+	}
+	checkServices(t, objs, dep)
+	checkRBAC(t, objs, dep)
+	for _, name := range []string{"outrigger-webhook-ca-role", "outrigger-webhook-cert-secret-role"} {
+		if slices.ContainsFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetName() == name }) {
+			t.Errorf("%s is rendered: with cert-manager the operator writes no certificate", name)
+		}
+	}
+
+	checkCertificate(t, objs)
+	vwc := find[admissionregistrationv1.ValidatingWebhookConfiguration](t, objs, "ValidatingWebhookConfiguration", "", validatingConfig)
+	checkInjectCA(t, vwc.Annotations, validatingConfig)
+	for _, w := range vwc.Webhooks {
+		checkServiceRef(t, "webhook "+w.Name, w.ClientConfig.Service)
+	}
+	crd := find[apiextensionsv1.CustomResourceDefinition](t, objs, "CustomResourceDefinition", "", subscriptionsCRD)
+	checkInjectCA(t, crd.Annotations, subscriptionsCRD)
+	checkConversion(t, crd, webhookService, namespace)
+	for _, o := range kinds(objs, "CustomResourceDefinition") {
+		if o.GetName() != subscriptionsCRD {
+			checkNoInjectCA(t, o.GetAnnotations(), o.GetName())
+		}
+	}
+}
+
+func TestKustomizeCRD(t *testing.T) {
+	objs := render(t, kubectl(t), crdDir)
+	if len(objs) != 5 || len(kinds(objs, "CustomResourceDefinition")) != 5 {
+		t.Fatalf("rendered %d objects, want the 5 CRDs", len(objs))
+	}
+	for _, name := range []string{"components", "configurations", "httpendpoints", "resiliencies", "subscriptions"} {
+		crd := find[apiextensionsv1.CustomResourceDefinition](t, objs, "CustomResourceDefinition", "", name+".dapr.io")
+		checkNoInjectCA(t, crd.Annotations, crd.Name)
+	}
+	// Unprefixed: config/default supplies the prefix and namespace.
+	crd := find[apiextensionsv1.CustomResourceDefinition](t, objs, "CustomResourceDefinition", "", subscriptionsCRD)
+	checkConversion(t, crd, "webhook-service", "system")
+}
+
+func TestKustomizeSamples(t *testing.T) {
+	objs := render(t, kubectl(t), samplesDir)
+	if len(objs) == 0 {
+		t.Fatal("no samples rendered")
+	}
+	scheme := testenv.Scheme()
+	for _, o := range objs {
+		if o.GroupVersionKind().Group != "dapr.io" || !scheme.Recognizes(o.GroupVersionKind()) {
+			t.Errorf("sample %s %s is not a dapr.io kind Outrigger serves", o.GroupVersionKind(), o.GetName())
+		}
+	}
+}
+
+// The injector's MutatingWebhookConfiguration is generated into webhook/manifests.yaml
+// later: both trees must name it, point it at the Service and annotate it once it appears.
+func TestKustomizeWithMutatingWebhook(t *testing.T) {
+	kc := kubectl(t)
+	dir := copyTree(t, ".")
+	manifests := filepath.Join(dir, "webhook", "manifests.yaml")
+	f, err := os.OpenFile(manifests, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString(mutatingWebhook)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		dir         string
+		annotations func(*testing.T, map[string]string, string)
+	}{
+		{defaultDir, checkNoInjectCA},
+		{certManagerDir, checkInjectCA},
+	} {
+		t.Run(tc.dir, func(t *testing.T) {
+			objs := render(t, kc, filepath.Join(dir, tc.dir))
+			mwc := find[admissionregistrationv1.MutatingWebhookConfiguration](t, objs, "MutatingWebhookConfiguration", "", mutatingConfig)
+			for _, w := range mwc.Webhooks {
+				checkServiceRef(t, "webhook "+w.Name, w.ClientConfig.Service)
+			}
+			tc.annotations(t, mwc.Annotations, mutatingConfig)
+			find[admissionregistrationv1.ValidatingWebhookConfiguration](t, objs, "ValidatingWebhookConfiguration", "", validatingConfig)
+		})
+	}
+}
+
+// `make deploy` prefers the kubectl on PATH, whose kustomize may be older: it must
+// render every tree exactly as the pinned one does.
+func TestKustomizePathKubectlAgrees(t *testing.T) {
+	pinned := kubectl(t)
+	onPath, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("no kubectl on PATH")
+	}
+	version, _, _ := run(onPath, nil, "version", "--client")
+	t.Logf("kubectl on PATH: %s", bytes.ReplaceAll(bytes.TrimSpace(version), []byte("\n"), []byte(", ")))
+	for _, dir := range []string{defaultDir, certManagerDir, crdDir, samplesDir} {
+		stdout, stderr, err := run(onPath, nil, "kustomize", dir)
+		if err != nil {
+			t.Errorf("%s kustomize %s: %v\n%s", onPath, dir, err, firstLines(stderr, 5))
+			continue
+		}
+		if want := renderRaw(t, pinned, dir); string(stdout) != want {
+			t.Errorf("%s kustomize %s renders differently from %s", onPath, dir, pinned)
+		}
+	}
+}
+
+func firstLines(b []byte, n int) []byte {
+	lines := bytes.SplitN(b, []byte("\n"), n+1)
+	return bytes.Join(lines[:min(n, len(lines))], []byte("\n"))
+}
+
+const mutatingWebhook = `---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: mutating-webhook-configuration
+webhooks:
+- admissionReviewVersions:
+  - v1
+  clientConfig:
+    service:
+      name: webhook-service
+      namespace: system
+      path: /mutate--v1-pod
+  failurePolicy: Ignore
+  name: mpod.dapr.io
+  reinvocationPolicy: IfNeeded
+  rules:
+  - apiGroups:
+    - ""
+    apiVersions:
+    - v1
+    operations:
+    - CREATE
+    resources:
+    - pods
+  sideEffects: None
+`
+
+// The rendered trees must be accepted by a real API server, and the RBAC they grant
+// must let the operator's self-managed CA do its work.
+func TestKustomizeAppliesToAPIServer(t *testing.T) {
+	kc := kubectl(t)
+	def := renderRaw(t, kc, defaultDir)
+	overlay := render(t, kc, certManagerDir)
+	env := testenv.Start(t)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.Env.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	apply := func(t *testing.T, manifests []byte, extra ...string) {
+		t.Helper()
+		args := append([]string{"--kubeconfig", kubeconfig, "apply", "--server-side", "--force-conflicts",
+			"--field-manager", "outrigger-config-test"}, extra...)
+		stdout, stderr, err := run(kc, manifests, append(args, "-f", "-")...)
+		if err != nil {
+			t.Fatalf("kubectl apply %v: %v\n%s%s", extra, err, stdout, stderr)
+		}
+		// PodSecurity (the Namespace enforces restricted) and deprecations warn here.
+		if bytes.Contains(stderr, []byte("Warning")) {
+			t.Errorf("kubectl apply %v warned:\n%s", extra, stderr)
+		}
+	}
+	// A dry run creates nothing, so the namespaced objects need their Namespace first.
+	apply(t, marshal(t, kinds(decode(t, []byte(def)), "Namespace")))
+	// envtest installed the CRDs with the conversion webhook at its own URL, owned by
+	// another field manager: applying a Service reference would leave both set. A real
+	// cluster has no URL there.
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	crd.Name = subscriptionsCRD
+	noConversion := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"conversion":{"strategy":"None","webhook":null}}}`))
+	if err := env.Client.Patch(context.Background(), crd, noConversion); err != nil {
+		t.Fatalf("reset the conversion of %s: %v", subscriptionsCRD, err)
+	}
+
+	t.Run("default dry run", func(t *testing.T) {
+		apply(t, []byte(def), "--dry-run=server")
+	})
+	t.Run("cert-manager overlay dry run", func(t *testing.T) {
+		// cert-manager's CRDs are not installed here.
+		var known []*unstructured.Unstructured
+		for _, o := range overlay {
+			if o.GroupVersionKind().Group != "cert-manager.io" {
+				known = append(known, o)
+			}
+		}
+		apply(t, marshal(t, known), "--dry-run=server")
+	})
+	t.Run("operator permissions", func(t *testing.T) {
+		apply(t, []byte(def))
+		checkPermissions(t, env)
+	})
+}
+
+// checkPermissions runs the self-managed CA as the operator's ServiceAccount and asks
+// the API server about the rest of what the operator does outside the generated role.
+func checkPermissions(t *testing.T, env *testenv.Env) {
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	user := "system:serviceaccount:" + namespace + ":" + serviceAccountName
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}}
+	asOperator, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := &certs.Manager{
+		Client: asOperator, Namespace: namespace, SecretName: webhookSecret, ServiceName: webhookService,
+		CertDir: t.TempDir(),
+		Targets: certs.Targets{
+			MutatingWebhookConfigurations:   []string{mutatingConfig},
+			ValidatingWebhookConfigurations: []string{validatingConfig},
+			ConversionCRDs:                  []string{subscriptionsCRD},
+		},
+	}
+	if err := cm.Ensure(ctx); err != nil {
+		t.Fatalf("self-managed CA as %s: %v", user, err)
+	}
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: validatingConfig}, vwc); err != nil {
+		t.Fatal(err)
+	}
+	if len(vwc.Webhooks) == 0 || len(vwc.Webhooks[0].ClientConfig.CABundle) == 0 {
+		t.Errorf("%s has no caBundle after the CA ran", validatingConfig)
+	}
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: subscriptionsCRD}, crd); err != nil {
+		t.Fatal(err)
+	}
+	if crd.Spec.Conversion == nil || crd.Spec.Conversion.Webhook == nil || crd.Spec.Conversion.Webhook.ClientConfig == nil ||
+		len(crd.Spec.Conversion.Webhook.ClientConfig.CABundle) == 0 {
+		t.Errorf("%s has no conversion caBundle after the CA ran", subscriptionsCRD)
+	}
+
+	for _, tc := range []struct {
+		attr    authorizationv1.ResourceAttributes
+		allowed bool
+	}{
+		{authorizationv1.ResourceAttributes{Group: "coordination.k8s.io", Resource: "leases", Verb: "create", Namespace: namespace}, true},
+		{authorizationv1.ResourceAttributes{Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Namespace: namespace}, true},
+		{authorizationv1.ResourceAttributes{Group: "", Resource: "events", Verb: "create", Namespace: namespace}, true},
+		{authorizationv1.ResourceAttributes{Group: "authentication.k8s.io", Resource: "tokenreviews", Verb: "create"}, true},
+		{authorizationv1.ResourceAttributes{Group: "authorization.k8s.io", Resource: "subjectaccessreviews", Verb: "create"}, true},
+		{authorizationv1.ResourceAttributes{Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Verb: "patch", Name: mutatingConfig}, true},
+		// Least privilege: nobody else's webhooks, CRDs or Secrets.
+		{authorizationv1.ResourceAttributes{Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Verb: "patch", Name: "someone-else"}, false},
+		{authorizationv1.ResourceAttributes{Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Verb: "patch", Name: "components.dapr.io"}, false},
+		{authorizationv1.ResourceAttributes{Group: "", Resource: "secrets", Verb: "update", Namespace: "default"}, false},
+	} {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: user, Groups: cfg.Impersonate.Groups, ResourceAttributes: &tc.attr}}
+		if err := env.Client.Create(ctx, sar); err != nil {
+			t.Fatal(err)
+		}
+		if sar.Status.Allowed != tc.allowed {
+			t.Errorf("%s %s %s/%s %q: allowed = %v, want %v", tc.attr.Verb, tc.attr.Group, tc.attr.Resource,
+				tc.attr.Name, tc.attr.Namespace, sar.Status.Allowed, tc.allowed)
+		}
+	}
+}
+
+func checkDeployment(t *testing.T, dep *appsv1.Deployment, c *corev1.Container) {
+	t.Helper()
+	spec := dep.Spec.Template.Spec
+	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 1 {
+		t.Errorf("replicas = %v, want 1", dep.Spec.Replicas)
+	}
+	if c.Image != imagePlaceholder {
+		t.Errorf("image = %q, want %q", c.Image, imagePlaceholder)
+	}
+	if !slices.Equal(c.Command, []string{"/outrigger"}) || len(c.Args) == 0 || c.Args[0] != "operator" {
+		t.Errorf("command %v args %v, want /outrigger operator ...", c.Command, c.Args)
+	}
+	for _, a := range []string{"--leader-elect", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8443"} {
+		if !slices.Contains(c.Args, a) {
+			t.Errorf("args %v lack %s", c.Args, a)
+		}
+	}
+	if spec.ServiceAccountName != serviceAccountName {
+		t.Errorf("serviceAccountName = %q, want %q", spec.ServiceAccountName, serviceAccountName)
+	}
+
+	psc, sc := spec.SecurityContext, c.SecurityContext
+	if sc == nil {
+		t.Fatal("manager container has no securityContext")
+	}
+	nonRoot := (sc.RunAsNonRoot != nil && *sc.RunAsNonRoot) || (psc != nil && psc.RunAsNonRoot != nil && *psc.RunAsNonRoot)
+	if !nonRoot {
+		t.Error("the manager may run as root: set runAsNonRoot")
+	}
+	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Error("the manager's root filesystem is writable")
+	}
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Error("the manager allows privilege escalation")
+	}
+	if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") || len(sc.Capabilities.Add) > 0 {
+		t.Errorf("capabilities = %+v, want drop ALL and add none", sc.Capabilities)
+	}
+	seccomp := sc.SeccompProfile
+	if seccomp == nil && psc != nil {
+		seccomp = psc.SeccompProfile
+	}
+	if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("seccompProfile = %+v, want RuntimeDefault", seccomp)
+	}
+
+	var podNamespace bool
+	for _, e := range c.Env {
+		podNamespace = podNamespace || (e.Name == "POD_NAMESPACE" && e.ValueFrom != nil &&
+			e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace")
+	}
+	if !podNamespace {
+		t.Error("POD_NAMESPACE is not set from metadata.namespace: the self-managed CA needs it")
+	}
+	ports := map[int32]bool{}
+	for _, p := range c.Ports {
+		ports[p.ContainerPort] = true
+	}
+	for _, p := range []int32{9443, 8443, 8081} {
+		if !ports[p] {
+			t.Errorf("container port %d is not declared", p)
+		}
+	}
+	for probe, p := range map[string]*corev1.Probe{"/healthz": c.LivenessProbe, "/readyz": c.ReadinessProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != probe || p.HTTPGet.Port.IntValue() != 8081 {
+			t.Errorf("probe %s on 8081 missing: %+v", probe, p)
+		}
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources = %+v, want requests and limits", c.Resources)
+	}
+}
+
+func checkServices(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment) {
+	t.Helper()
+	for _, tc := range []struct {
+		name       string
+		port       int32
+		targetPort int
+	}{{webhookService, 443, 9443}, {metricsService, 8443, 8443}} {
+		svc := find[corev1.Service](t, objs, "Service", namespace, tc.name)
+		if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != tc.port || svc.Spec.Ports[0].TargetPort.IntValue() != tc.targetPort {
+			t.Errorf("Service %s ports = %+v, want %d -> %d", tc.name, svc.Spec.Ports, tc.port, tc.targetPort)
+		}
+		if len(svc.Spec.Selector) == 0 {
+			t.Errorf("Service %s has no selector", tc.name)
+		}
+		for k, v := range svc.Spec.Selector {
+			if dep.Spec.Template.Labels[k] != v {
+				t.Errorf("Service %s selects %s=%s, which the manager's pods lack", tc.name, k, v)
+			}
+		}
+	}
+	pdb := kinds(objs, "PodDisruptionBudget")
+	if len(pdb) != 1 {
+		t.Fatalf("%d PodDisruptionBudgets, want 1", len(pdb))
+	}
+	if v, _, _ := unstructured.NestedFieldNoCopy(pdb[0].Object, "spec", "minAvailable"); v != nil {
+		t.Error("the PodDisruptionBudget sets minAvailable: with one replica it blocks every drain")
+	}
+}
+
+func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment) {
+	t.Helper()
+	find[corev1.ServiceAccount](t, objs, "ServiceAccount", namespace, serviceAccountName)
+	for _, kind := range []string{"RoleBinding", "ClusterRoleBinding"} {
+		for _, o := range kinds(objs, kind) {
+			b := &rbacv1.RoleBinding{}
+			decodeInto(t, o, b)
+			for _, s := range b.Subjects {
+				if s.Kind != "ServiceAccount" || s.Name != serviceAccountName || s.Namespace != namespace {
+					t.Errorf("%s %s binds %+v, want ServiceAccount %s/%s", kind, b.Name, s, namespace, serviceAccountName)
+				}
+			}
+			roleNS := ""
+			if b.RoleRef.Kind == "Role" {
+				roleNS = b.Namespace
+			}
+			if !slices.ContainsFunc(objs, func(r *unstructured.Unstructured) bool {
+				return r.GetKind() == b.RoleRef.Kind && r.GetName() == b.RoleRef.Name && r.GetNamespace() == roleNS
+			}) {
+				t.Errorf("%s %s refers to %s %s, which is not rendered", kind, b.Name, b.RoleRef.Kind, b.RoleRef.Name)
+			}
+		}
+	}
+	find[rbacv1.ClusterRole](t, objs, "ClusterRole", "", "outrigger-manager-role")
+	find[rbacv1.Role](t, objs, "Role", namespace, "outrigger-leader-election-role")
+	find[rbacv1.ClusterRole](t, objs, "ClusterRole", "", "outrigger-metrics-auth-role")
+	find[rbacv1.ClusterRole](t, objs, "ClusterRole", "", "outrigger-metrics-reader")
+	for _, k := range []string{"component", "configuration", "httpendpoint", "resiliency", "subscription"} {
+		find[rbacv1.ClusterRole](t, objs, "ClusterRole", "", "outrigger-"+k+"-editor-role")
+		find[rbacv1.ClusterRole](t, objs, "ClusterRole", "", "outrigger-"+k+"-viewer-role")
+	}
+	if dep.Spec.Template.Spec.ServiceAccountName != serviceAccountName {
+		t.Errorf("the Deployment runs as %q, not the bound ServiceAccount", dep.Spec.Template.Spec.ServiceAccountName)
+	}
+}
+
+func checkCertificate(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	cert := findObj(t, objs, "Certificate", namespace, "outrigger-serving-cert")
+	want := []any{webhookService + "." + namespace + ".svc", webhookService + "." + namespace + ".svc.cluster.local"}
+	if got, _, _ := unstructured.NestedSlice(cert.Object, "spec", "dnsNames"); !slices.Equal(got, want) {
+		t.Errorf("Certificate dnsNames = %v, want %v", got, want)
+	}
+	if got, _, _ := unstructured.NestedString(cert.Object, "spec", "secretName"); got != certManagerSecret {
+		t.Errorf("Certificate secretName = %q, want %q", got, certManagerSecret)
+	}
+	issuer, _, _ := unstructured.NestedString(cert.Object, "spec", "issuerRef", "name")
+	findObj(t, objs, "Issuer", namespace, issuer)
+}
+
+func checkConversion(t *testing.T, crd *apiextensionsv1.CustomResourceDefinition, service, ns string) {
+	t.Helper()
+	c := crd.Spec.Conversion
+	if c == nil || c.Strategy != apiextensionsv1.WebhookConverter || c.Webhook == nil || c.Webhook.ClientConfig == nil ||
+		c.Webhook.ClientConfig.Service == nil {
+		t.Fatalf("%s conversion = %+v, want a webhook", crd.Name, c)
+	}
+	s := c.Webhook.ClientConfig.Service
+	if s.Name != service || s.Namespace != ns || s.Path == nil || *s.Path != "/convert" {
+		t.Errorf("%s conversion webhook = %s/%s %v, want %s/%s /convert", crd.Name, s.Namespace, s.Name, s.Path, ns, service)
+	}
+	if !slices.Equal(c.Webhook.ConversionReviewVersions, []string{"v1"}) {
+		t.Errorf("conversionReviewVersions = %v, want [v1]", c.Webhook.ConversionReviewVersions)
+	}
+	if len(c.Webhook.ClientConfig.CABundle) != 0 {
+		t.Errorf("%s has a caBundle in its manifest: it is injected at run time", crd.Name)
+	}
+}
+
+func checkServiceRef(t *testing.T, what string, s *admissionregistrationv1.ServiceReference) {
+	t.Helper()
+	if s == nil || s.Name != webhookService || s.Namespace != namespace {
+		t.Errorf("%s calls %+v, want Service %s/%s", what, s, namespace, webhookService)
+	}
+}
+
+func checkInjectCA(t *testing.T, annotations map[string]string, name string) {
+	t.Helper()
+	if got := annotations[injectCAAnnotation]; got != injectCAFrom {
+		t.Errorf("%s: %s = %q, want %q", name, injectCAAnnotation, got, injectCAFrom)
+	}
+}
+
+func checkNoInjectCA(t *testing.T, annotations map[string]string, name string) {
+	t.Helper()
+	if v, ok := annotations[injectCAAnnotation]; ok {
+		t.Errorf("%s has %s=%s without cert-manager", name, injectCAAnnotation, v)
+	}
+}
+
+func checkLabels(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	for _, o := range objs {
+		l := o.GetLabels()
+		if l["app.kubernetes.io/name"] != "outrigger" || l["app.kubernetes.io/managed-by"] != "kustomize" {
+			t.Errorf("%s %s labels = %v", o.GetKind(), o.GetName(), l)
+		}
+	}
+}
+
+var clusterScoped = []string{"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
+	"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
+
+func checkNamespaced(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	for _, o := range objs {
+		want := namespace
+		if slices.Contains(clusterScoped, o.GetKind()) {
+			want = ""
+		}
+		if o.GetNamespace() != want {
+			t.Errorf("%s %s is in namespace %q, want %q", o.GetKind(), o.GetName(), o.GetNamespace(), want)
+		}
+		if !strings.HasPrefix(o.GetName(), "outrigger-") && !strings.HasSuffix(o.GetName(), ".dapr.io") {
+			t.Errorf("%s %s lacks the outrigger- prefix", o.GetKind(), o.GetName())
+		}
+	}
+}
+
+func managerContainer(t *testing.T, dep *appsv1.Deployment) *corev1.Container {
+	t.Helper()
+	for i, c := range dep.Spec.Template.Spec.Containers {
+		if c.Name == "manager" {
+			return &dep.Spec.Template.Spec.Containers[i]
+		}
+	}
+	t.Fatal("Deployment has no manager container")
+	return nil
+}
+
+// certVolume returns the volume mounted where the webhook server reads its certificate.
+func certVolume(t *testing.T, dep *appsv1.Deployment) *corev1.Volume {
+	t.Helper()
+	c := managerContainer(t, dep)
+	for _, m := range c.VolumeMounts {
+		if m.MountPath != certDir {
+			continue
+		}
+		for i, v := range dep.Spec.Template.Spec.Volumes {
+			if v.Name == m.Name {
+				return &dep.Spec.Template.Spec.Volumes[i]
+			}
+		}
+	}
+	t.Fatalf("nothing is mounted at %s", certDir)
+	return nil
+}
+
+// kubectl finds the kubectl built by hack/setup-envtest.sh; its kustomize is the one
+// `make deploy` uses.
+func kubectl(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	if dir == "" {
+		cache := os.Getenv("XDG_CACHE_HOME")
+		if cache == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cache = filepath.Join(home, ".cache")
+		}
+		dir = filepath.Join(cache, "outrigger", "envtest", "1.37.2")
+	}
+	path := filepath.Join(dir, "kubectl")
+	if _, err := exec.LookPath(path); err != nil {
+		msg := fmt.Sprintf("kubectl not found in %s (run hack/setup-envtest.sh): %v", dir, err)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return path
+}
+
+func run(kubectl string, stdin []byte, args ...string) (stdout, stderr []byte, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kubectl, args...)
+	cmd.WaitDelay = 5 * time.Second
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%w after %s", ctx.Err(), commandTimeout)
+	}
+	return out.Bytes(), errOut.Bytes(), err
+}
+
+func renderRaw(t *testing.T, kubectl, dir string) string {
+	t.Helper()
+	stdout, stderr, err := run(kubectl, nil, "kustomize", dir)
+	if err != nil {
+		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderr)
+	}
+	return string(stdout)
+}
+
+// render builds dir and checks that every object parses: strictly into its Go type when
+// the scheme knows the kind.
+func render(t *testing.T, kubectl, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	objs := decode(t, []byte(renderRaw(t, kubectl, dir)))
+	if len(objs) == 0 {
+		t.Fatalf("%s rendered nothing", dir)
+	}
+	scheme := testenv.Scheme()
+	for _, o := range objs {
+		if o.GetAPIVersion() == "" || o.GetKind() == "" || o.GetName() == "" {
+			t.Errorf("%s: object without apiVersion, kind or name: %v", dir, o.Object)
+			continue
+		}
+		if typed, err := scheme.New(o.GroupVersionKind()); err == nil {
+			decodeInto(t, o, typed)
+		}
+	}
+	return objs
+}
+
+func decode(t *testing.T, data []byte) []*unstructured.Unstructured {
+	t.Helper()
+	r := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		u := &unstructured.Unstructured{}
+		err := r.Decode(&u.Object)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("parse rendered manifests: %v", err)
+		}
+		if len(u.Object) > 0 {
+			out = append(out, u)
+		}
+	}
+}
+
+func decodeInto(t *testing.T, u *unstructured.Unstructured, into runtime.Object) {
+	t.Helper()
+	data, err := u.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(data, into); err != nil {
+		t.Errorf("%s %s does not parse: %v", u.GetKind(), u.GetName(), err)
+	}
+}
+
+func marshal(t *testing.T, objs []*unstructured.Unstructured) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	for _, o := range objs {
+		data, err := yaml.Marshal(o.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString("---\n")
+		b.Write(data)
+	}
+	return b.Bytes()
+}
+
+func kinds(objs []*unstructured.Unstructured, kind string) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func findObj(t *testing.T, objs []*unstructured.Unstructured, kind, ns, name string) *unstructured.Unstructured {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetNamespace() == ns && o.GetName() == name {
+			return o
+		}
+	}
+	t.Fatalf("%s %s/%s is not rendered", kind, ns, name)
+	return nil
+}
+
+// find returns the object decoded into its Go type.
+func find[T any, PT interface {
+	*T
+	runtime.Object
+}](t *testing.T, objs []*unstructured.Unstructured, kind, ns, name string) PT {
+	t.Helper()
+	out := PT(new(T))
+	decodeInto(t, findObj(t, objs, kind, ns, name), out)
+	return out
+}
+
+// copyTree copies the kustomize tree (not the Go files) into a temporary directory.
+func copyTree(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
