@@ -16,7 +16,8 @@ import (
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// SetupWithManager registers the Ready reconciler of every dapr.io kind.
+// SetupWithManager registers the Ready reconciler of every dapr.io kind, and the
+// controllers that keep app Services and sidecar RBAC beside annotated workloads.
 func SetupWithManager(mgr ctrl.Manager) error {
 	ctx := context.Background()
 	c := mgr.GetClient()
@@ -89,6 +90,12 @@ func SetupWithManager(mgr ctrl.Manager) error {
 		},
 		verdict: configurationReadiness,
 	}).setup(ctx, mgr); err != nil {
+		return err
+	}
+	if err := setupAppServices(mgr); err != nil {
+		return err
+	}
+	if err := setupSidecarRBAC(mgr); err != nil {
 		return err
 	}
 	return (&readiness[*daprv1alpha1.Resiliency]{
