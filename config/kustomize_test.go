@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -75,8 +76,12 @@ func TestKustomizeDefault(t *testing.T) {
 	if slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--cert-provider") }) {
 		t.Errorf("args %v set --cert-provider: the default must use the operator's default (self)", c.Args)
 	}
-	if n := strings.Count(renderRaw(t, kubectl(t), defaultDir), imagePlaceholder); n != 1 {
-		t.Errorf("%q occurs %d times, want once (make deploy replaces it)", imagePlaceholder, n)
+	// make deploy replaces the placeholder: the operator's image, and the sidecar's.
+	if n := strings.Count(renderRaw(t, kubectl(t), defaultDir), imagePlaceholder); n != 2 {
+		t.Errorf("%q occurs %d times, want twice (image and --sidecar-image)", imagePlaceholder, n)
+	}
+	if !slices.Contains(c.Args, "--sidecar-image="+imagePlaceholder) {
+		t.Errorf("args %v do not give the sidecar the operator's image", c.Args)
 	}
 
 	checkServices(t, objs, dep)
@@ -165,24 +170,10 @@ func TestKustomizeSamples(t *testing.T) {
 	}
 }
 
-// The injector's MutatingWebhookConfiguration is generated into webhook/manifests.yaml
-// later: both trees must name it, point it at the Service and annotate it once it appears.
-func TestKustomizeWithMutatingWebhook(t *testing.T) {
+// The injector's MutatingWebhookConfiguration: both trees name it, point it at the
+// Service, keep it off the operator's namespace, and annotate it for cert-manager.
+func TestKustomizeMutatingWebhook(t *testing.T) {
 	kc := kubectl(t)
-	dir := copyTree(t, ".")
-	manifests := filepath.Join(dir, "webhook", "manifests.yaml")
-	f, err := os.OpenFile(manifests, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.WriteString(mutatingWebhook)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	for _, tc := range []struct {
 		dir         string
 		annotations func(*testing.T, map[string]string, string)
@@ -191,13 +182,27 @@ func TestKustomizeWithMutatingWebhook(t *testing.T) {
 		{certManagerDir, checkInjectCA},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
-			objs := render(t, kc, filepath.Join(dir, tc.dir))
+			objs := render(t, kc, tc.dir)
 			mwc := find[admissionregistrationv1.MutatingWebhookConfiguration](t, objs, "MutatingWebhookConfiguration", "", mutatingConfig)
-			for _, w := range mwc.Webhooks {
-				checkServiceRef(t, "webhook "+w.Name, w.ClientConfig.Service)
+			if len(mwc.Webhooks) != 1 {
+				t.Fatalf("want one pod webhook, got %d", len(mwc.Webhooks))
+			}
+			w := mwc.Webhooks[0]
+			checkServiceRef(t, "webhook "+w.Name, w.ClientConfig.Service)
+			if w.ClientConfig.Service.Path == nil || *w.ClientConfig.Service.Path != "/mutate-pod" {
+				t.Errorf("path = %v, want /mutate-pod", w.ClientConfig.Service.Path)
+			}
+			if w.FailurePolicy == nil || *w.FailurePolicy != admissionregistrationv1.Ignore ||
+				w.ReinvocationPolicy == nil || *w.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy ||
+				w.SideEffects == nil || *w.SideEffects != admissionregistrationv1.SideEffectClassNone {
+				t.Errorf("policies = failure %v, reinvocation %v, side effects %v", w.FailurePolicy, w.ReinvocationPolicy, w.SideEffects)
+			}
+			sel := w.NamespaceSelector
+			if sel == nil || len(sel.MatchExpressions) != 1 || sel.MatchExpressions[0].Key != "kubernetes.io/metadata.name" ||
+				sel.MatchExpressions[0].Operator != metav1.LabelSelectorOpNotIn || !slices.Equal(sel.MatchExpressions[0].Values, []string{namespace}) {
+				t.Errorf("namespaceSelector = %+v, want the operator's namespace excluded", sel)
 			}
 			tc.annotations(t, mwc.Annotations, mutatingConfig)
-			find[admissionregistrationv1.ValidatingWebhookConfiguration](t, objs, "ValidatingWebhookConfiguration", "", validatingConfig)
 		})
 	}
 }
@@ -229,33 +234,6 @@ func firstLines(b []byte, n int) []byte {
 	return bytes.Join(lines[:min(n, len(lines))], []byte("\n"))
 }
 
-const mutatingWebhook = `---
-apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingWebhookConfiguration
-metadata:
-  name: mutating-webhook-configuration
-webhooks:
-- admissionReviewVersions:
-  - v1
-  clientConfig:
-    service:
-      name: webhook-service
-      namespace: system
-      path: /mutate--v1-pod
-  failurePolicy: Ignore
-  name: mpod.dapr.io
-  reinvocationPolicy: IfNeeded
-  rules:
-  - apiGroups:
-    - ""
-    apiVersions:
-    - v1
-    operations:
-    - CREATE
-    resources:
-    - pods
-  sideEffects: None
-`
 
 // The rendered trees must be accepted by a real API server, and the RBAC they grant
 // must let the operator's self-managed CA do its work.

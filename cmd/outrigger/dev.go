@@ -16,8 +16,15 @@ import (
 	"github.com/outrigger-dev/outrigger/internal/localcp"
 )
 
+// devControlPlaneNamespace stands for the operator's namespace on the local control
+// plane, where nothing runs as a pod: its pods are not injected.
+const devControlPlaneNamespace = "outrigger-system"
+
 func newDevCommand() *cobra.Command {
-	var kubeconfigPath string
+	var (
+		kubeconfigPath string
+		inj            injectorOptions
+	)
 	zapOpts := zap.Options{Development: true}
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -28,18 +35,19 @@ and runs the operator against them until Ctrl-C. It writes a kubeconfig for kube
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-			return runDev(ctrl.SetupSignalHandler(), cmd, kubeconfigPath)
+			return runDev(ctrl.SetupSignalHandler(), cmd, kubeconfigPath, inj)
 		},
 	}
 	cmd.Flags().StringVar(&kubeconfigPath, "kubeconfig-out", filepath.Join(os.TempDir(), "outrigger-dev", "kubeconfig"),
 		"where to write the kubeconfig of the local control plane")
+	inj.bindFlags(cmd.Flags())
 	gofs := flag.NewFlagSet("zap", flag.ExitOnError)
 	zapOpts.BindFlags(gofs)
 	cmd.Flags().AddGoFlagSet(gofs)
 	return cmd
 }
 
-func runDev(ctx context.Context, cmd *cobra.Command, kubeconfigPath string) error {
+func runDev(ctx context.Context, cmd *cobra.Command, kubeconfigPath string, inj injectorOptions) error {
 	env, err := localcp.New(newScheme())
 	if err != nil {
 		return err
@@ -72,7 +80,7 @@ func runDev(ctx context.Context, cmd *cobra.Command, kubeconfigPath string) erro
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
-	if err := setupOperator(mgr); err != nil {
+	if err := setupOperator(mgr, inj.handler(devControlPlaneNamespace)); err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "Local control plane is up at %s\n  export KUBECONFIG=%s\n  kubectl apply -k config/samples\nPress Ctrl-C to stop.\n",

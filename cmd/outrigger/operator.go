@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -28,6 +29,7 @@ import (
 	"github.com/outrigger-dev/outrigger/controllers"
 	"github.com/outrigger-dev/outrigger/internal/version"
 	"github.com/outrigger-dev/outrigger/webhooks/certs"
+	"github.com/outrigger-dev/outrigger/webhooks/injector"
 	"github.com/outrigger-dev/outrigger/webhooks/validation"
 )
 
@@ -53,6 +55,35 @@ type operatorOptions struct {
 	mutatingWebhookName   string
 	validatingWebhookName string
 	certCheckInterval     time.Duration
+	injector              injectorOptions
+}
+
+// injectorOptions are the operator-wide settings of the sidecar injector.
+type injectorOptions struct {
+	sidecarImage           string
+	allowedServiceAccounts []string
+	logAsJSON              bool
+	nativeSidecar          bool
+}
+
+func (o *injectorOptions) bindFlags(f *pflag.FlagSet) {
+	defImage := os.Getenv("SIDECAR_IMAGE")
+	if defImage == "" {
+		defImage = "ghcr.io/outrigger-dev/outrigger:" + version.Get().Version
+	}
+	f.StringVar(&o.sidecarImage, "sidecar-image", defImage, "image of the injected daprd container (defaults to $SIDECAR_IMAGE); dapr.io/sidecar-image overrides it per pod")
+	f.StringSliceVar(&o.allowedServiceAccounts, "allowed-service-accounts", injector.DefaultAllowedServiceAccounts,
+		"namespace:name of the service accounts whose pods are injected, besides system:masters; empty allows every requester")
+	f.BoolVar(&o.logAsJSON, "sidecar-log-as-json", false, "default of dapr.io/log-as-json")
+	f.BoolVar(&o.nativeSidecar, "enable-native-sidecar", false, "default of dapr.io/enable-native-sidecar")
+}
+
+func (o injectorOptions) handler(namespace string) *injector.Handler {
+	return &injector.Handler{
+		Defaults:               injector.Defaults{Image: o.sidecarImage, LogAsJSON: o.logAsJSON, EnableNativeSidecar: o.nativeSidecar},
+		ControlPlaneNamespace:  namespace,
+		AllowedServiceAccounts: o.allowedServiceAccounts,
+	}
 }
 
 func newScheme() *runtime.Scheme {
@@ -91,6 +122,7 @@ func newOperatorCommand() *cobra.Command {
 	f.StringVar(&o.webhookServiceName, "webhook-service-name", "outrigger-webhook-service", "Service in front of the webhook server")
 	f.StringVar(&o.mutatingWebhookName, "mutating-webhook-configuration", "outrigger-mutating-webhook-configuration", "MutatingWebhookConfiguration whose caBundle the self-issued CA keeps")
 	f.StringVar(&o.validatingWebhookName, "validating-webhook-configuration", "outrigger-validating-webhook-configuration", "ValidatingWebhookConfiguration whose caBundle the self-issued CA keeps")
+	o.injector.bindFlags(f)
 	f.DurationVar(&o.certCheckInterval, "cert-check-interval", time.Hour, "how often the self-issued certificate is checked for renewal")
 	gofs := flag.NewFlagSet("zap", flag.ExitOnError)
 	zapOpts.BindFlags(gofs)
@@ -177,7 +209,7 @@ func startManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Sch
 			return err
 		}
 	}
-	if err := setupOperator(mgr); err != nil {
+	if err := setupOperator(mgr, o.injector.handler(o.namespace)); err != nil {
 		return err
 	}
 	ctrl.Log.WithName("setup").Info("Starting operator", "version", version.Get().Version,
@@ -187,12 +219,15 @@ func startManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Sch
 
 // setupOperator registers everything the operator serves on a manager; `operator` and
 // `dev` share it.
-func setupOperator(mgr ctrl.Manager) error {
+func setupOperator(mgr ctrl.Manager, inj *injector.Handler) error {
 	if err := controllers.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up controllers: %w", err)
 	}
 	if err := validation.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up webhooks: %w", err)
+	}
+	if err := injector.SetupWithManager(mgr, inj); err != nil {
+		return fmt.Errorf("set up sidecar injector: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err

@@ -1,8 +1,16 @@
 package injector
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
 // BenchmarkParseAndPatch measures the pure part of an admission: the seed's nodeapp
@@ -36,6 +44,40 @@ func BenchmarkParseAndPatchJSON(b *testing.B) {
 			b.Fatal(err)
 		}
 		if _, err := json.Marshal(ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkHandle is the whole admission as the webhook server runs it: decode the
+// AdmissionRequest's pod, decide, build and encode the patch.
+func BenchmarkHandle(b *testing.B) {
+	raw, err := json.Marshal(nodeappPod())
+	if err != nil {
+		b.Fatal(err)
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		b.Fatal(err)
+	}
+	h := &Handler{Decoder: admission.NewDecoder(scheme), Defaults: testDefaults, AllowedServiceAccounts: DefaultAllowedServiceAccounts}
+	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID:       "bench",
+		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+		Namespace: "default",
+		Operation: admissionv1.Create,
+		UserInfo:  authenticationv1.UserInfo{Username: "system:serviceaccount:kube-system:replicaset-controller"},
+		Object:    runtime.RawExtension{Raw: raw},
+	}}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		resp := h.Handle(ctx, req)
+		if !resp.Allowed || len(resp.Patches) == 0 {
+			b.Fatalf("not patched: %+v", resp.Result)
+		}
+		if err := resp.Complete(req); err != nil {
 			b.Fatal(err)
 		}
 	}
