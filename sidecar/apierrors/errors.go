@@ -1,0 +1,95 @@
+// Package apierrors defines the Dapr API's error codes, each with its HTTP status and
+// gRPC code. Building blocks return *Error values; transports render them (HTTP as
+// {"errorCode":"ERR_...","message":"..."}, gRPC as a status with an ErrorInfo detail).
+// No transport invents a code.
+package apierrors
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"google.golang.org/grpc/codes"
+)
+
+// Code is one Dapr error code and how each transport reports it.
+type Code struct {
+	Name       string // ERR_STATE_STORE_NOT_FOUND
+	HTTPStatus int
+	GRPC       codes.Code
+}
+
+// Error is a failure that an API returns to the app.
+type Error struct {
+	Code    Code
+	Message string
+	// Reason and Metadata fill gRPC's google.rpc.ErrorInfo when set (Dapr's richer
+	// error model, e.g. reason DAPR_STATE_NOT_FOUND).
+	Reason   string
+	Metadata map[string]string
+	cause    error
+}
+
+func (e *Error) Error() string { return e.Code.Name + ": " + e.Message }
+func (e *Error) Unwrap() error { return e.cause }
+
+// New returns an error with the code and a formatted message.
+func New(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Wrap returns an error with the code whose message ends with the cause's.
+func Wrap(code Code, cause error, format string, args ...any) *Error {
+	msg := fmt.Sprintf(format, args...)
+	if cause != nil {
+		msg += ": " + cause.Error()
+	}
+	return &Error{Code: code, Message: msg, cause: cause}
+}
+
+// WithReason sets the ErrorInfo reason and metadata.
+func (e *Error) WithReason(reason string, md map[string]string) *Error {
+	e.Reason, e.Metadata = reason, md
+	return e
+}
+
+// As finds the *Error in err's chain; any other error becomes ERR_INTERNAL, so that a
+// transport always has a code to render.
+func As(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: Internal, Message: err.Error(), cause: err}
+}
+
+// Codes shared by every building block.
+var (
+	Internal         = Code{"ERR_INTERNAL", http.StatusInternalServerError, codes.Internal}
+	MalformedRequest = Code{"ERR_MALFORMED_REQUEST", http.StatusBadRequest, codes.InvalidArgument}
+	BodyTooLarge     = Code{"ERR_BODY_TOO_LARGE", http.StatusRequestEntityTooLarge, codes.ResourceExhausted}
+	Unauthorized     = Code{"ERR_UNAUTHORIZED", http.StatusUnauthorized, codes.Unauthenticated}
+	NotImplemented   = Code{"ERR_NOT_IMPLEMENTED", http.StatusNotImplemented, codes.Unimplemented}
+	HealthNotReady   = Code{"ERR_HEALTH_NOT_READY", http.StatusInternalServerError, codes.Internal}
+	MetadataGet      = Code{"ERR_METADATA_GET", http.StatusInternalServerError, codes.Internal}
+)
+
+// Codes of the state building block.
+var (
+	StateStoreNotFound       = Code{"ERR_STATE_STORE_NOT_FOUND", http.StatusBadRequest, codes.InvalidArgument}
+	StateStoresNotConfigured = Code{"ERR_STATE_STORES_NOT_CONFIGURED", http.StatusInternalServerError, codes.FailedPrecondition}
+	StateStoreNotSupported   = Code{"ERR_STATE_STORE_NOT_SUPPORTED", http.StatusInternalServerError, codes.FailedPrecondition}
+	StateGet                 = Code{"ERR_STATE_GET", http.StatusInternalServerError, codes.Internal}
+	StateBulkGet             = Code{"ERR_STATE_BULK_GET", http.StatusInternalServerError, codes.Internal}
+	StateSave                = Code{"ERR_STATE_SAVE", http.StatusInternalServerError, codes.Internal}
+	StateDelete              = Code{"ERR_STATE_DELETE", http.StatusInternalServerError, codes.Internal}
+	StateTransaction         = Code{"ERR_STATE_TRANSACTION", http.StatusInternalServerError, codes.Internal}
+	StateQuery               = Code{"ERR_STATE_QUERY", http.StatusInternalServerError, codes.Internal}
+	NotSupportedStateOp      = Code{"ERR_NOT_SUPPORTED_STATE_OPERATION", http.StatusBadRequest, codes.InvalidArgument}
+)
+
+// Status variants that keep a block's code but change the transports' status, as Dapr
+// does for ETag failures: a mismatch is 409/Aborted, a malformed ETag 400/InvalidArgument.
+func (c Code) WithStatus(httpStatus int, grpc codes.Code) Code {
+	return Code{Name: c.Name, HTTPStatus: httpStatus, GRPC: grpc}
+}
