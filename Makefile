@@ -58,6 +58,11 @@ envtest: ## Build the envtest binaries (kube-apiserver, etcd, kubectl) into the 
 test: vet ## Run all tests: unit, envtest and the real-server suites.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: bench
+bench: ## Run the benchmarks, each against its baseline in the same run (needs Redis on loopback).
+	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/
+	go test -run '^$$' -bench . -benchmem ./webhooks/injector/
+
 ##@ Build
 
 .PHONY: build
@@ -76,7 +81,7 @@ docker-build: ## Build the image (needs a Docker engine).
 
 .PHONY: install
 install: ## Install the CRDs.
-	$(KUBECTL) apply --server-side -k config/crd
+	$(KUBECTL) apply --server-side --force-conflicts -k config/crd
 
 .PHONY: uninstall
 uninstall: ## Remove the CRDs.
@@ -85,7 +90,7 @@ uninstall: ## Remove the CRDs.
 .PHONY: deploy
 deploy: ## Deploy the operator with IMG.
 	cd config/manager && $(KUBECTL) kustomize . >/dev/null
-	$(KUBECTL) kustomize config/default | sed "s|controller:latest|$(IMG)|g" | $(KUBECTL) apply --server-side -f -
+	$(KUBECTL) kustomize config/default | sed "s|controller:latest|$(IMG)|g" | $(KUBECTL) apply --server-side --force-conflicts -f -
 
 .PHONY: undeploy
 undeploy: ## Remove the operator and the CRDs.

@@ -17,6 +17,7 @@ manages the dapr.io resources on Kubernetes with an operator and an injector web
 		newVersionCommand(),
 		newOperatorCommand(),
 		newDevCommand(),
+		newSidecarCommand(),
 	)
 	return root
 }

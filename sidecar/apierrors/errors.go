@@ -74,18 +74,25 @@ var (
 	MetadataGet      = Code{"ERR_METADATA_GET", http.StatusInternalServerError, codes.Internal}
 )
 
-// Codes of the state building block.
+// Codes of the state building block, as Dapr 1.14 has them (pkg/api/errors/state.go,
+// pkg/api/http/http.go, pkg/api/grpc/grpc.go, pkg/messages/predefined.go).
 var (
-	StateStoreNotFound       = Code{"ERR_STATE_STORE_NOT_FOUND", http.StatusBadRequest, codes.InvalidArgument}
-	StateStoresNotConfigured = Code{"ERR_STATE_STORES_NOT_CONFIGURED", http.StatusInternalServerError, codes.FailedPrecondition}
-	StateStoreNotSupported   = Code{"ERR_STATE_STORE_NOT_SUPPORTED", http.StatusInternalServerError, codes.FailedPrecondition}
-	StateGet                 = Code{"ERR_STATE_GET", http.StatusInternalServerError, codes.Internal}
-	StateBulkGet             = Code{"ERR_STATE_BULK_GET", http.StatusInternalServerError, codes.Internal}
-	StateSave                = Code{"ERR_STATE_SAVE", http.StatusInternalServerError, codes.Internal}
-	StateDelete              = Code{"ERR_STATE_DELETE", http.StatusInternalServerError, codes.Internal}
-	StateTransaction         = Code{"ERR_STATE_TRANSACTION", http.StatusInternalServerError, codes.Internal}
-	StateQuery               = Code{"ERR_STATE_QUERY", http.StatusInternalServerError, codes.Internal}
-	NotSupportedStateOp      = Code{"ERR_NOT_SUPPORTED_STATE_OPERATION", http.StatusBadRequest, codes.InvalidArgument}
+	StateStoreNotFound = Code{"ERR_STATE_STORE_NOT_FOUND", http.StatusBadRequest, codes.InvalidArgument}
+	// StateStoresNotConfigured keeps its Go name, but Dapr's code is singular.
+	StateStoresNotConfigured = Code{"ERR_STATE_STORE_NOT_CONFIGURED", http.StatusInternalServerError, codes.FailedPrecondition}
+	// StateStoreNotSupported is Dapr's code for a store that lacks a feature. Dapr
+	// answers a transaction with gRPC Unimplemented and a query with Internal (both HTTP
+	// 500); the block picks the variant with WithStatus.
+	StateStoreNotSupported = Code{"ERR_STATE_STORE_NOT_SUPPORTED", http.StatusInternalServerError, codes.Unimplemented}
+	StateGet               = Code{"ERR_STATE_GET", http.StatusInternalServerError, codes.Internal}
+	StateBulkGet           = Code{"ERR_STATE_BULK_GET", http.StatusInternalServerError, codes.Internal}
+	StateSave              = Code{"ERR_STATE_SAVE", http.StatusInternalServerError, codes.Internal}
+	StateDelete            = Code{"ERR_STATE_DELETE", http.StatusInternalServerError, codes.Internal}
+	StateTransaction       = Code{"ERR_STATE_TRANSACTION", http.StatusInternalServerError, codes.Internal}
+	StateQuery             = Code{"ERR_STATE_QUERY", http.StatusInternalServerError, codes.Internal}
+	// NotSupportedStateOp is a transaction operation other than upsert or delete: HTTP
+	// 400, but gRPC Unimplemented, as Dapr answers it.
+	NotSupportedStateOp = Code{"ERR_NOT_SUPPORTED_STATE_OPERATION", http.StatusBadRequest, codes.Unimplemented}
 )
 
 // Status variants that keep a block's code but change the transports' status, as Dapr

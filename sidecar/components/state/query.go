@@ -8,6 +8,9 @@ type Query struct {
 	Filter *Filter
 	Sort   []Sorting
 	Page   Pagination
+	// KeyPrefix scopes the query: a store returns only keys that start with it, so that
+	// an app never sees another app's items ("<appid>||"). Empty means every key.
+	KeyPrefix string
 }
 
 // Filter is one node: a comparison on a key (EQ, NEQ, GT, GTE, LT, LTE, IN) or a

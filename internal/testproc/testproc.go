@@ -1,0 +1,227 @@
+// Package testproc builds the outrigger binary and runs sidecars as processes for the
+// compatibility tests and the benchmarks, the way users run them.
+package testproc
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// Binary builds the binary once per test binary and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "outrigger-compat-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "outrigger")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		build := exec.CommandContext(ctx, "go", "build", "-o", binary, "./cmd/outrigger")
+		build.Dir = repoRoot()
+		out, err := build.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Sidecar is one running `outrigger sidecar` process.
+type Sidecar struct {
+	Cmd                *exec.Cmd
+	HTTPPort, GRPCPort int
+	PublicPort         int
+	output             *syncBuffer
+	done               chan struct{}
+	exitErr            error
+	Started            time.Time
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// WriteResources writes manifests into a fresh resources directory.
+func WriteResources(t testing.TB, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// Start starts a sidecar on free ports; it is stopped with SIGTERM when the test ends.
+func Start(t testing.TB, appID, resources string, env []string, extraArgs ...string) *Sidecar {
+	t.Helper()
+	s := &Sidecar{HTTPPort: FreePort(t), GRPCPort: FreePort(t), PublicPort: FreePort(t), output: &syncBuffer{}, done: make(chan struct{})}
+	args := []string{"sidecar", "--app-id", appID,
+		"--dapr-http-port", strconv.Itoa(s.HTTPPort), "--dapr-grpc-port", strconv.Itoa(s.GRPCPort),
+		"--dapr-public-port", strconv.Itoa(s.PublicPort), "--dapr-internal-grpc-port", strconv.Itoa(FreePort(t)),
+		"--metrics-port", strconv.Itoa(FreePort(t)), "--resources-path", resources}
+	args = append(args, extraArgs...)
+	s.Cmd = exec.Command(Binary(t), args...)
+	s.Cmd.Env = append(os.Environ(), env...)
+	s.Cmd.Stderr = s.output
+	s.Cmd.Stdout = s.output
+	s.Started = time.Now()
+	if err := s.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.exitErr = s.Cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		_ = s.Cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(15 * time.Second):
+			_ = s.Cmd.Process.Kill()
+			<-s.done
+		}
+		if t.Failed() {
+			t.Logf("sidecar %s output:\n%s", appID, s.output.String())
+		}
+	})
+	return s
+}
+
+// WaitHealthy polls /v1.0/healthz/outbound until 204, the process exits, or the
+// deadline, and returns how long after the start it became healthy.
+func (s *Sidecar) WaitHealthy(t testing.TB) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := fmt.Sprintf("http://127.0.0.1:%d/v1.0/healthz/outbound", s.HTTPPort)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusNoContent {
+				return time.Since(s.Started)
+			}
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("sidecar exited before it was healthy (%v):\n%s", s.exitErr, s.output.String())
+		case <-ctx.Done():
+			t.Fatalf("sidecar not healthy within the deadline:\n%s", s.output.String())
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// WaitExit waits for the process to exit by itself and returns its error and output.
+func (s *Sidecar) WaitExit(t testing.TB) (error, string) {
+	t.Helper()
+	select {
+	case <-s.done:
+		return s.exitErr, s.output.String()
+	case <-time.After(30 * time.Second):
+		t.Fatalf("sidecar did not exit:\n%s", s.output.String())
+		return nil, ""
+	}
+}
+
+// URL is an HTTP API URL of the sidecar.
+func (s *Sidecar) URL(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", s.HTTPPort, path)
+}
+
+// Do makes one HTTP call and returns its status, headers and body.
+func Do(t testing.TB, method, url, body string, header ...string) (int, http.Header, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// RequireServer skips, or fails under CI, when a loopback server is down.
+func RequireServer(t testing.TB, name, addr string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		_ = conn.Close()
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not reachable on %s: %v", name, addr, err)
+	}
+	t.Skipf("%s is not reachable on %s: %v", name, addr, err)
+}
+
+// Output is what the process has printed so far.
+func (s *Sidecar) Output() string { return s.output.String() }
+
+// Done is closed when the process has exited.
+func (s *Sidecar) Done() <-chan struct{} { return s.done }
+
+// repoRoot is the module's root, found from this file's path.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}

@@ -1,0 +1,313 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+
+	"github.com/outrigger-dev/outrigger/internal/version"
+	"github.com/outrigger-dev/outrigger/sidecar/api"
+	grpcapi "github.com/outrigger-dev/outrigger/sidecar/api/grpc"
+	httpapi "github.com/outrigger-dev/outrigger/sidecar/api/http"
+	stateblock "github.com/outrigger-dev/outrigger/sidecar/blocks/state"
+	"github.com/outrigger-dev/outrigger/sidecar/compstore"
+	"github.com/outrigger-dev/outrigger/sidecar/resiliency"
+	"github.com/outrigger-dev/outrigger/sidecar/resources"
+)
+
+// Runtime is one running sidecar.
+type Runtime struct {
+	cfg Config
+	log logr.Logger
+
+	components *compstore.Store
+	blocks     api.Blocks
+
+	loaded   atomic.Bool // components are loaded
+	appReady atomic.Bool // the app's port answers (or the app has none)
+
+	extMu    sync.Mutex
+	extended map[string]string
+
+	shutdownOnce sync.Once
+	shutdown     chan struct{}
+
+	// Ready is closed once every listener is bound; tests and `outrigger run` wait on it.
+	Ready chan struct{}
+	// Addrs are the bound addresses by name ("http", "grpc", "public", "metrics").
+	addrsMu sync.Mutex
+	addrs   map[string]net.Addr
+}
+
+// New prepares a sidecar; Run starts it.
+func New(cfg Config, log logr.Logger) *Runtime {
+	return &Runtime{
+		cfg:      cfg,
+		log:      log,
+		extended: map[string]string{},
+		shutdown: make(chan struct{}),
+		Ready:    make(chan struct{}),
+		addrs:    map[string]net.Addr{},
+	}
+}
+
+// Run loads the components, serves the APIs and blocks until ctx ends or a shutdown is
+// requested, then shuts down gracefully: listeners stop accepting, in-flight calls get
+// up to the grace period to finish, and components are closed last.
+func (r *Runtime) Run(ctx context.Context) error {
+	start := time.Now()
+	set, err := resources.LoadDir(r.cfg.ResourcesPaths, r.cfg.AppID)
+	if err != nil {
+		return err
+	}
+	r.components = compstore.New(r.cfg.AppID, r.cfg.Namespace, r.log.WithName("components"))
+	registerComponents(r.components)
+	if err := r.components.Load(ctx, set); err != nil {
+		r.components.Close(context.Background())
+		return err
+	}
+	r.loaded.Store(true)
+	r.blocks = api.Blocks{
+		State: &stateblock.Block{AppID: r.cfg.AppID, Namespace: r.cfg.Namespace, Stores: r.components, Runner: resiliency.Direct{}},
+	}
+
+	opts := api.Options{APIToken: r.cfg.APIToken, EnableAPILogging: r.cfg.EnableAPILogging, MaxBodySize: r.cfg.MaxBodySize}
+	apiLog := r.log.WithName("api")
+	httpSrv := &http.Server{Handler: httpapi.New(r, r.blocks, opts, apiLog), ReadHeaderTimeout: 10 * time.Second}
+	publicSrv := &http.Server{Handler: httpapi.ServePublic(r), ReadHeaderTimeout: 10 * time.Second}
+	grpcSrv := grpcapi.New(r, r.blocks, opts, apiLog)
+
+	var servers []func(context.Context)
+	var serveErrs = make(chan error, 8)
+	stopAll := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.GracefulShutdown)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, stop := range servers {
+			wg.Add(1)
+			go func() { defer wg.Done(); stop(ctx) }()
+		}
+		wg.Wait()
+	}
+
+	httpLns, err := r.listenAll("http", r.cfg.HTTPPort)
+	if err != nil {
+		return r.abort(err)
+	}
+	for _, ln := range httpLns {
+		go func() { serveErrs <- ignoreClosed(httpSrv.Serve(ln)) }()
+	}
+	servers = append(servers, func(ctx context.Context) { _ = httpSrv.Shutdown(ctx) })
+
+	grpcLns, err := r.listenAll("grpc", r.cfg.GRPCPort)
+	if err != nil {
+		stopAll()
+		return r.abort(err)
+	}
+	for _, ln := range grpcLns {
+		go func() { serveErrs <- ignoreClosed(grpcSrv.Serve(ln)) }()
+	}
+	servers = append(servers, func(ctx context.Context) { stopGRPC(ctx, grpcSrv) })
+
+	// The public port answers probes from the kubelet: every interface.
+	publicLn, err := r.listen("public", "", r.cfg.PublicPort)
+	if err != nil {
+		stopAll()
+		return r.abort(err)
+	}
+	go func() { serveErrs <- ignoreClosed(publicSrv.Serve(publicLn)) }()
+	servers = append(servers, func(ctx context.Context) { _ = publicSrv.Shutdown(ctx) })
+
+	if r.cfg.EnableMetrics {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		metricsSrv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		ln, err := r.listen("metrics", "", r.cfg.MetricsPort)
+		if err != nil {
+			stopAll()
+			return r.abort(err)
+		}
+		go func() { serveErrs <- ignoreClosed(metricsSrv.Serve(ln)) }()
+		servers = append(servers, func(ctx context.Context) { _ = metricsSrv.Shutdown(ctx) })
+	}
+
+	appCtx, stopApp := context.WithCancel(ctx)
+	defer stopApp()
+	go r.waitForApp(appCtx)
+	close(r.Ready)
+	r.log.Info("Sidecar is up", "appID", r.cfg.AppID, "httpPort", r.cfg.HTTPPort, "grpcPort", r.cfg.GRPCPort,
+		"components", len(r.components.Components()), "failed", len(r.components.Failed()), "startup", time.Since(start).String())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		r.log.Info("Shutting down: signal received")
+		if d := r.cfg.BlockShutdownDuration; d > 0 {
+			r.log.Info("Holding shutdown", "duration", d.String())
+			select {
+			case <-time.After(d):
+			case <-r.shutdown:
+			}
+		}
+	case <-r.shutdown:
+		r.log.Info("Shutting down: requested through the API")
+	case serveErr = <-serveErrs:
+		r.log.Error(serveErr, "A server failed; shutting down")
+	}
+	stopApp()
+	stopAll()
+	r.components.Close(context.Background())
+	r.log.Info("Sidecar stopped")
+	return serveErr
+}
+
+func (r *Runtime) abort(err error) error {
+	r.components.Close(context.Background())
+	return err
+}
+
+// listenAll binds the port on every listen address; an address family the host lacks
+// (no IPv6 loopback) is skipped as long as one address binds.
+func (r *Runtime) listenAll(name string, port int) ([]net.Listener, error) {
+	var lns []net.Listener
+	var errs []error
+	for _, addr := range r.cfg.ListenAddresses {
+		ln, err := r.listen(name, addr, port)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		lns = append(lns, ln)
+	}
+	if len(lns) == 0 {
+		return nil, errors.Join(errs...)
+	}
+	for _, err := range errs {
+		r.log.V(1).Info("Skipped a listen address", "server", name, "reason", err.Error())
+	}
+	return lns, nil
+}
+
+func (r *Runtime) listen(name, host string, port int) (net.Listener, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return nil, fmt.Errorf("%s API: listen on %s: %w", name, net.JoinHostPort(host, strconv.Itoa(port)), err)
+	}
+	r.addrsMu.Lock()
+	if _, ok := r.addrs[name]; !ok {
+		r.addrs[name] = ln.Addr()
+	}
+	r.addrsMu.Unlock()
+	return ln, nil
+}
+
+// Addr returns where a server ("http", "grpc", "public", "metrics") listens, once Ready.
+func (r *Runtime) Addr(name string) net.Addr {
+	r.addrsMu.Lock()
+	defer r.addrsMu.Unlock()
+	return r.addrs[name]
+}
+
+// waitForApp marks the app channel up once the app's port accepts a connection.
+func (r *Runtime) waitForApp(ctx context.Context) {
+	if r.cfg.AppPort == 0 {
+		r.appReady.Store(true)
+		return
+	}
+	addr := net.JoinHostPort(r.cfg.AppChannelAddress, strconv.Itoa(r.cfg.AppPort))
+	d := net.Dialer{Timeout: time.Second}
+	for {
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			_ = conn.Close()
+			r.appReady.Store(true)
+			r.log.Info("App channel is up", "address", addr)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func stopGRPC(ctx context.Context, s *grpc.Server) {
+	done := make(chan struct{})
+	go func() { s.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.Stop()
+	}
+}
+
+func ignoreClosed(err error) error {
+	if err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// The api.Runtime methods, for the transports.
+
+func (r *Runtime) Metadata() api.Metadata {
+	r.extMu.Lock()
+	ext := make(map[string]string, len(r.extended))
+	for k, v := range r.extended {
+		ext[k] = v
+	}
+	r.extMu.Unlock()
+	return api.Metadata{
+		ID:               r.cfg.AppID,
+		RuntimeVersion:   version.Get().Version,
+		Components:       r.components.Components(),
+		FailedComponents: r.components.Failed(),
+		Extended:         ext,
+		AppConnectionProperties: api.AppConnectionProperties{
+			Port:           r.cfg.AppPort,
+			Protocol:       r.cfg.AppProtocol,
+			ChannelAddress: r.cfg.AppChannelAddress,
+			MaxConcurrency: max(r.cfg.AppMaxConcurrency, 0),
+		},
+	}
+}
+
+func (r *Runtime) SetExtendedMetadata(key, value string) {
+	r.extMu.Lock()
+	defer r.extMu.Unlock()
+	r.extended[key] = value
+}
+
+func (r *Runtime) Healthy() error {
+	if err := r.OutboundHealthy(); err != nil {
+		return err
+	}
+	if !r.appReady.Load() {
+		return fmt.Errorf("app channel to %s:%d is not up yet", r.cfg.AppChannelAddress, r.cfg.AppPort)
+	}
+	return nil
+}
+
+func (r *Runtime) OutboundHealthy() error {
+	if !r.loaded.Load() {
+		return errors.New("components are not loaded yet")
+	}
+	return nil
+}
+
+func (r *Runtime) Shutdown() {
+	r.shutdownOnce.Do(func() { close(r.shutdown) })
+}
