@@ -28,6 +28,7 @@ import (
 	daprv2alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v2alpha1"
 	"github.com/outrigger-dev/outrigger/controllers"
 	"github.com/outrigger-dev/outrigger/internal/version"
+	"github.com/outrigger-dev/outrigger/sidecar/components/builtin"
 	"github.com/outrigger-dev/outrigger/webhooks/certs"
 	"github.com/outrigger-dev/outrigger/webhooks/injector"
 	"github.com/outrigger-dev/outrigger/webhooks/validation"
@@ -220,6 +221,8 @@ func startManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Sch
 // setupOperator registers everything the operator serves on a manager; `operator` and
 // `dev` share it.
 func setupOperator(mgr ctrl.Manager, inj *injector.Handler) error {
+	// The validating webhook warns about Component types no sidecar can load.
+	builtin.RegisterDefaults()
 	if err := controllers.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up controllers: %w", err)
 	}

@@ -44,7 +44,8 @@ func sidecarLogger(cfg runtime.Config) logr.Logger {
 		"debug": zapcore.DebugLevel, "info": zapcore.InfoLevel, "warn": zapcore.WarnLevel,
 		"error": zapcore.ErrorLevel, "fatal": zapcore.FatalLevel,
 	}[strings.ToLower(cfg.LogLevel)]
-	opts := []zap.Opts{zap.Level(level), zap.WriteTo(os.Stderr)}
+	// Stack traces are for panics: an error a user can fix reads better without one.
+	opts := []zap.Opts{zap.Level(level), zap.WriteTo(os.Stderr), zap.StacktraceLevel(zapcore.PanicLevel)}
 	if !cfg.LogAsJSON {
 		opts = append(opts, zap.ConsoleEncoder())
 	} else {

@@ -5,6 +5,7 @@ package components
 import (
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Families are the component families Dapr defines; a Component's type is
@@ -17,7 +18,7 @@ var Families = []string{
 // implemented lists the component types that this build of Outrigger provides. Each
 // family's registry adds to it as implementations land; the operator reads it to warn
 // about manifests no sidecar can load.
-var implemented = map[string]bool{}
+var implemented sync.Map // type name -> true
 
 // SplitType splits "state.redis" into its family and name. ok is false when the type is
 // not "<family>.<name>" with a known family.
@@ -30,4 +31,7 @@ func SplitType(t string) (family, name string, ok bool) {
 }
 
 // IsImplemented reports whether a sidecar of this build can load the type.
-func IsImplemented(t string) bool { return implemented[t] }
+func IsImplemented(t string) bool {
+	_, ok := implemented.Load(strings.ToLower(t))
+	return ok
+}

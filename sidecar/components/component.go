@@ -68,7 +68,7 @@ func (r *Registry[T]) Register(typ string, ctor func() T, versions ...string) {
 	for _, v := range versions {
 		r.ctors[registryKey(typ, v)] = ctor
 	}
-	implemented[strings.ToLower(typ)] = true
+	implemented.Store(strings.ToLower(typ), true)
 }
 
 // Create returns a new, uninitialised instance of the type and version.

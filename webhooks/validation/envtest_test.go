@@ -297,6 +297,29 @@ func TestUnimplementedComponentTypeIsAcceptedWithWarning(t *testing.T) {
 	}
 }
 
+// A type a sidecar of this build can load gets no warning.
+func TestImplementedComponentTypeHasNoWarning(t *testing.T) {
+	e := env(t)
+	cfg := rest.CopyConfig(e.Config)
+	w := &warnings{}
+	cfg.WarningHandlerWithContext = w
+	c, err := client.New(cfg, client.Options{Scheme: e.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	comp := &daprv1alpha1.Component{}
+	comp.Name, comp.Namespace = "statestore", e.Namespace(t, "nowarn")
+	comp.Spec.Type, comp.Spec.Version = "state.redis", "v1"
+	if err := c.Create(ctx(t), comp); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.msgs) != 0 {
+		t.Errorf("warnings for state.redis: %q", w.msgs)
+	}
+}
+
 func TestSubscriptionStoredAsV2ReadBackAsV1(t *testing.T) {
 	e := env(t)
 	ns := e.Namespace(t, "convert")

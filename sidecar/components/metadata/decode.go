@@ -1,7 +1,9 @@
 // Package metadata decodes a component's metadata into its typed options struct, the
 // one way every component reads its configuration. Fields are tagged
 // `metadata:"redisHost"`; an optional `default:"..."` gives the value used when the
-// property is absent, and `required:"true"` makes absence an error. Names match
+// property is absent, and `required:"true"` makes absence an error. A duration reads a
+// Go duration ("5s") or a bare number, in milliseconds unless the field says
+// `unit:"s"`: Dapr's components differ here, and each field follows its component. Names match
 // case-insensitively, as Dapr matches them. Every error names the property.
 package metadata
 
@@ -55,7 +57,11 @@ func decodeStruct(v reflect.Value, props map[string]string, errs *[]error) {
 				continue
 			}
 		}
-		if err := setValue(v.Field(i), strings.TrimSpace(raw)); err != nil {
+		unit := time.Millisecond
+		if f.Tag.Get("unit") == "s" {
+			unit = time.Second
+		}
+		if err := setValue(v.Field(i), strings.TrimSpace(raw), unit); err != nil {
 			*errs = append(*errs, fmt.Errorf("metadata %q: %q %w", name, raw, err))
 		}
 	}
@@ -63,17 +69,17 @@ func decodeStruct(v reflect.Value, props map[string]string, errs *[]error) {
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
-func setValue(f reflect.Value, raw string) error {
+func setValue(f reflect.Value, raw string, unit time.Duration) error {
 	if f.Kind() == reflect.Pointer {
 		p := reflect.New(f.Type().Elem())
-		if err := setValue(p.Elem(), raw); err != nil {
+		if err := setValue(p.Elem(), raw, unit); err != nil {
 			return err
 		}
 		f.Set(p)
 		return nil
 	}
 	if f.Type() == durationType {
-		d, err := ParseDuration(raw)
+		d, err := parseDuration(raw, unit)
 		if err != nil {
 			return err
 		}
@@ -135,14 +141,19 @@ func ParseBool(raw string) (bool, error) {
 	return false, errors.New("is not a boolean (true or false)")
 }
 
-// ParseDuration reads a Go duration ("5s", "1m30s"), or a bare whole number, which
-// Dapr's components read as milliseconds.
-func ParseDuration(raw string) (time.Duration, error) {
+// ParseDuration reads a Go duration ("5s", "1m30s"), or a bare whole number of
+// milliseconds.
+func ParseDuration(raw string) (time.Duration, error) { return parseDuration(raw, time.Millisecond) }
+
+func parseDuration(raw string, unit time.Duration) (time.Duration, error) {
 	if n, err := strconv.ParseInt(raw, 10, 64); err == nil {
-		return time.Duration(n) * time.Millisecond, nil
+		return time.Duration(n) * unit, nil
 	}
 	d, err := time.ParseDuration(raw)
 	if err != nil {
+		if unit == time.Second {
+			return 0, errors.New(`is not a duration such as "5s" or a number of seconds`)
+		}
 		return 0, errors.New(`is not a duration such as "5s" or a number of milliseconds`)
 	}
 	return d, nil

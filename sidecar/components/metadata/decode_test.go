@@ -13,6 +13,7 @@ type options struct {
 	Timeout   time.Duration `metadata:"timeout" default:"20s"`
 	TTL       *int          `metadata:"ttlInSeconds"`
 	Ratio     float64       `metadata:"ratio"`
+	Cleanup   time.Duration `metadata:"cleanupInterval" unit:"s"`
 	Topics    []string      `metadata:"allowedTopics"`
 	unexposed string
 }
@@ -20,12 +21,12 @@ type options struct {
 func TestDecode(t *testing.T) {
 	var o options
 	err := Decode(map[string]string{"REDISHOST": "localhost:6379", "enableTLS": "yes", "timeout": "1500", "ttlInSeconds": "60",
-		"ratio": "0.5", "allowedTopics": "a, b,,c"}, &o)
+		"ratio": "0.5", "allowedTopics": "a, b,,c", "cleanupInterval": "300"}, &o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.Host != "localhost:6379" || o.DB != 0 || !o.TLS || o.Timeout != 1500*time.Millisecond || o.TTL == nil || *o.TTL != 60 ||
-		o.Ratio != 0.5 || strings.Join(o.Topics, "|") != "a|b|c" {
+		o.Ratio != 0.5 || strings.Join(o.Topics, "|") != "a|b|c" || o.Cleanup != 300*time.Second {
 		t.Errorf("decoded %+v", o)
 	}
 	var d options

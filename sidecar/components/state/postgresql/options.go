@@ -22,16 +22,16 @@ type options struct {
 	MetadataTableName string `metadata:"metadataTableName" default:"dapr_metadata"`
 	// Timeout bounds every database operation (default 20s, at least 1s).
 	// timeoutInSeconds is Dapr's older name, used when timeout is absent.
-	Timeout          time.Duration `metadata:"timeout" default:"20s"`
+	Timeout          time.Duration `metadata:"timeout" default:"20s" unit:"s"`
 	TimeoutInSeconds *int64        `metadata:"timeoutInSeconds"`
 	// CleanupInterval is how often expired rows are deleted (default 1h); zero or
 	// negative disables it. cleanupIntervalInSeconds is Dapr's older name.
-	CleanupInterval          time.Duration `metadata:"cleanupInterval" default:"1h"`
+	CleanupInterval          time.Duration `metadata:"cleanupInterval" default:"1h" unit:"s"`
 	CleanupIntervalInSeconds *int64        `metadata:"cleanupIntervalInSeconds"`
 	// MaxConns caps the pool; zero or less keeps pgx's default (the greater of 4 and
 	// the number of CPUs).
 	MaxConns              int32         `metadata:"maxConns"`
-	ConnectionMaxIdleTime time.Duration `metadata:"connectionMaxIdleTime"`
+	ConnectionMaxIdleTime time.Duration `metadata:"connectionMaxIdleTime" unit:"s"`
 	QueryExecMode         string        `metadata:"queryExecMode"`
 	ActorStateStore       bool          `metadata:"actorStateStore"`
 
@@ -42,44 +42,17 @@ type options struct {
 	execMode  pgx.QueryExecMode
 }
 
-// secondsDurations are the properties Dapr decodes with dapr/kit's metadata decoder,
-// which reads a bare number as whole seconds ("timeout: 30" is 30s). The shared helper
-// reads a bare number as milliseconds, as Dapr's redis components do, so these are
-// decoded a second time as whole numbers and, when they are, taken as seconds.
-var secondsDurations = []string{"timeout", "cleanupInterval", "connectionMaxIdleTime"}
-
-type wholeNumber struct {
-	N *int64 `metadata:"n"`
-}
-
 func parseOptions(md components.Metadata) (options, error) {
 	var o options
 	if err := metadata.Decode(md.Properties, &o); err != nil {
 		return o, err
 	}
-	bare := map[string]time.Duration{}
-	for _, name := range secondsDurations {
-		raw, ok := md.Property(name)
-		if !ok {
-			continue
-		}
-		var n wholeNumber
-		if metadata.Decode(map[string]string{"n": raw}, &n) == nil && n.N != nil {
-			bare[name] = time.Duration(*n.N) * time.Second
-		}
-	}
-	if d, ok := bare["timeout"]; ok {
-		o.Timeout = d
-	} else if _, set := md.Property("timeout"); !set && o.TimeoutInSeconds != nil {
+	// The older *InSeconds names apply only when the current name is absent.
+	if _, set := md.Property("timeout"); !set && o.TimeoutInSeconds != nil {
 		o.Timeout = time.Duration(*o.TimeoutInSeconds) * time.Second
 	}
-	if d, ok := bare["cleanupInterval"]; ok {
-		o.CleanupInterval = d
-	} else if _, set := md.Property("cleanupInterval"); !set && o.CleanupIntervalInSeconds != nil {
+	if _, set := md.Property("cleanupInterval"); !set && o.CleanupIntervalInSeconds != nil {
 		o.CleanupInterval = time.Duration(*o.CleanupIntervalInSeconds) * time.Second
-	}
-	if d, ok := bare["connectionMaxIdleTime"]; ok {
-		o.ConnectionMaxIdleTime = d
 	}
 	return o, o.resolve()
 }

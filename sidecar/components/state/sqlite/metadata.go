@@ -20,14 +20,14 @@ type Options struct {
 	URL               string        `metadata:"url"`
 	TableName         string        `metadata:"tableName" default:"state"`
 	MetadataTableName string        `metadata:"metadataTableName" default:"metadata"`
-	Timeout           time.Duration `metadata:"timeout" default:"20s"`
+	Timeout           time.Duration `metadata:"timeout" default:"20s" unit:"s"`
 	// TimeoutInSeconds is Dapr's older name of timeout.
 	TimeoutInSeconds *int `metadata:"timeoutInSeconds"`
 	// CleanupInterval is how often expired rows are deleted; zero or negative disables
 	// it (expired rows stay invisible either way). Dapr's default is disabled; ours is
 	// an hour, because this is the embedded default store and its file would otherwise
 	// only grow.
-	CleanupInterval time.Duration `metadata:"cleanupInterval" default:"1h"`
+	CleanupInterval time.Duration `metadata:"cleanupInterval" default:"1h" unit:"s"`
 	// CleanupIntervalInSeconds is Dapr's older name of cleanupInterval.
 	CleanupIntervalInSeconds *int          `metadata:"cleanupIntervalInSeconds"`
 	BusyTimeout              time.Duration `metadata:"busyTimeout" default:"2s"`

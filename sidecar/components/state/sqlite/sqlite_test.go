@@ -404,3 +404,14 @@ func TestFeaturesAndRegister(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Dapr's sqlite component reads a bare number of its durations as seconds.
+func TestBareDurationsAreSeconds(t *testing.T) {
+	o, err := parseOptions(map[string]string{"connectionString": "x.db", "timeout": "30", "cleanupInterval": "300"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Timeout != 30*time.Second || o.CleanupInterval != 300*time.Second {
+		t.Errorf("timeout %s, cleanupInterval %s; want 30s and 5m0s", o.Timeout, o.CleanupInterval)
+	}
+}
