@@ -158,7 +158,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	defer stopApp()
 	go r.waitForApp(appCtx)
 	close(r.Ready)
-	r.log.Info("Sidecar is up", "appID", r.cfg.AppID, "httpPort", r.cfg.HTTPPort, "grpcPort", r.cfg.GRPCPort,
+	r.log.Info("Sidecar is up", "httpPort", r.cfg.HTTPPort, "grpcPort", r.cfg.GRPCPort,
 		"components", len(r.components.Components()), "failed", len(r.components.Failed()), "startup", time.Since(start).String())
 
 	var serveErr error
