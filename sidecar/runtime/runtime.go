@@ -47,6 +47,9 @@ type Runtime struct {
 
 	// Ready is closed once every listener is bound; tests and `outrigger run` wait on it.
 	Ready chan struct{}
+	// Register fills the component store's registries; it defaults to every built-in
+	// implementation, and tests add their own.
+	Register func(*compstore.Store)
 	// Addrs are the bound addresses by name ("http", "grpc", "public", "metrics").
 	addrsMu sync.Mutex
 	addrs   map[string]net.Addr
@@ -74,7 +77,10 @@ func (r *Runtime) Run(ctx context.Context) error {
 		return err
 	}
 	r.components = compstore.New(r.cfg.AppID, r.cfg.Namespace, r.log.WithName("components"))
-	registerComponents(r.components)
+	if r.Register == nil {
+		r.Register = registerComponents
+	}
+	r.Register(r.components)
 	if err := r.components.Load(ctx, set); err != nil {
 		r.components.Close(context.Background())
 		return err
