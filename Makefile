@@ -58,6 +58,10 @@ envtest: ## Build the envtest binaries (kube-apiserver, etcd, kubectl) into the 
 test: vet ## Run all tests: unit, envtest and the real-server suites.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: fuzz
+fuzz: ## Fuzz the state HTTP handlers for FUZZTIME (default 15s).
+	go test -run '^$$' -fuzz FuzzStateHTTP -fuzztime $${FUZZTIME:-15s} ./sidecar/api/http/
+
 .PHONY: bench
 bench: ## Run the benchmarks, each against its baseline in the same run (needs Redis on loopback).
 	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/
