@@ -28,8 +28,11 @@ type options struct {
 	// negative disables it. cleanupIntervalInSeconds is Dapr's older name.
 	CleanupInterval          time.Duration `metadata:"cleanupInterval" default:"1h" unit:"s"`
 	CleanupIntervalInSeconds *int64        `metadata:"cleanupIntervalInSeconds"`
-	// MaxConns caps the pool; zero or less keeps pgx's default (the greater of 4 and
-	// the number of CPUs).
+	// MaxConns caps the pool and ConnectionMaxIdleTime closes connections idle for
+	// longer; zero or less keeps the connection string's pool_max_conns and
+	// pool_max_conn_idle_time, else pgxpool's defaults (the greater of 4 and the
+	// number of CPUs; 30 minutes). QueryExecMode, when set, overrides the connection
+	// string's default_query_exec_mode.
 	MaxConns              int32         `metadata:"maxConns"`
 	ConnectionMaxIdleTime time.Duration `metadata:"connectionMaxIdleTime" unit:"s"`
 	QueryExecMode         string        `metadata:"queryExecMode"`

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -20,10 +19,10 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/outrigger-dev/outrigger/sidecar/components"
-	"github.com/outrigger-dev/outrigger/sidecar/components/metadata"
 	"github.com/outrigger-dev/outrigger/sidecar/components/state"
 )
 
@@ -41,7 +40,7 @@ type Store struct {
 	newTicker func(d time.Duration) (<-chan time.Time, func())
 
 	mu       sync.Mutex // guards pool and closed against Close racing Init
-	pool     *connPool
+	pool     *pgxpool.Pool
 	closed   bool
 	opts     options
 	features []state.Feature
@@ -73,26 +72,20 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) error {
 	if err != nil {
 		return fmt.Errorf("%s %q: %w", TypeName, md.Name, err)
 	}
-	cfg, err := pgx.ParseConfig(opts.ConnectionString)
+	cfg, err := poolConfig(opts)
 	if err != nil {
-		// pgx's message quotes the connection string, and redacts passwords only on a
-		// best-effort basis.
-		return fmt.Errorf("%s %q: metadata \"connectionString\" cannot be parsed (not shown: it may hold a password)", TypeName, md.Name)
+		return fmt.Errorf("%s %q: %w", TypeName, md.Name, err)
 	}
-	if opts.QueryExecMode != "" {
-		cfg.DefaultQueryExecMode = opts.execMode
-	}
-	maxConns, maxIdle, err := poolParams(cfg, opts)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("%s %q: metadata \"connectionString\": %w", TypeName, md.Name, err)
 	}
-	pool := newPool(cfg, maxConns, maxIdle)
 
 	initCtx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	if err := pool.Ping(initCtx); err != nil {
 		pool.Close()
-		return fmt.Errorf("%s %q: cannot reach PostgreSQL at %s:%d (metadata \"connectionString\"): %w", TypeName, md.Name, cfg.Host, cfg.Port, err)
+		return fmt.Errorf("%s %q: cannot reach PostgreSQL at %s:%d (metadata \"connectionString\"): %w", TypeName, md.Name, cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
 
 	s.mu.Lock()
@@ -122,34 +115,29 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) error {
 	return nil
 }
 
-// poolParams takes pgxpool's pool_* parameters out of the connection string, where
-// Dapr (which uses pgxpool) accepts them and pgx would send them to the server as
-// settings. pool_max_conns and pool_max_conn_idle_time apply when the metadata does not
-// set maxConns and connectionMaxIdleTime; the other pool_* settings tune pgxpool's
-// health checks, which this pool does not have.
-func poolParams(cfg *pgx.ConnConfig, o options) (maxConns int32, maxIdle time.Duration, err error) {
-	maxConns, maxIdle = o.MaxConns, o.ConnectionMaxIdleTime
-	var p struct {
-		MaxConns    int32         `metadata:"pool_max_conns"`
-		MaxIdleTime time.Duration `metadata:"pool_max_conn_idle_time"`
-	}
-	pp := map[string]string{}
-	for k, v := range cfg.RuntimeParams {
-		if strings.HasPrefix(k, "pool_") {
-			pp[k] = v
-			delete(cfg.RuntimeParams, k)
+// poolConfig parses the connection string with pgxpool, as Dapr does, so that its
+// pool_* parameters (pool_max_conns, pool_max_conn_idle_time, ...) apply; maxConns,
+// connectionMaxIdleTime and queryExecMode override them when set.
+func poolConfig(o options) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(o.ConnectionString)
+	if err != nil {
+		// pgx's message quotes the connection string, and redacts passwords only on a
+		// best-effort basis; so do the errors it wraps (a URL's, say).
+		if _, err := pgx.ParseConfig(o.ConnectionString); err == nil {
+			return nil, errors.New(`metadata "connectionString": a pool_* parameter has an invalid value (pool_max_conns, pool_min_conns and pool_min_idle_conns take whole numbers, pool_max_conns at least 1; the others durations such as 30m; not shown: the string may hold a password)`)
 		}
+		return nil, errors.New(`metadata "connectionString" cannot be parsed (not shown: it may hold a password)`)
 	}
-	if err := metadata.Decode(pp, &p); err != nil {
-		return 0, 0, err
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
 	}
-	if maxConns <= 0 {
-		maxConns = p.MaxConns
+	if o.ConnectionMaxIdleTime > 0 {
+		cfg.MaxConnIdleTime = o.ConnectionMaxIdleTime
 	}
-	if maxIdle <= 0 {
-		maxIdle = p.MaxIdleTime
+	if o.QueryExecMode != "" {
+		cfg.ConnConfig.DefaultQueryExecMode = o.execMode
 	}
-	return maxConns, maxIdle, nil
+	return cfg, nil
 }
 
 // Features lists ETAG, TRANSACTIONAL, TTL and QUERY_API, plus ACTOR when
@@ -174,7 +162,7 @@ func (s *Store) Close() error {
 	return nil
 }
 
-func (s *Store) db() (*connPool, error) {
+func (s *Store) db() (*pgxpool.Pool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.pool == nil {
@@ -240,7 +228,7 @@ func (s *Store) Get(ctx context.Context, req *state.GetRequest) (*state.GetRespo
 		etag     string
 		expiry   *time.Time
 	)
-	err = db.QueryRow(ctx, s.q.get, []any{req.Key}, &data, &isBinary, &etag, &expiry)
+	err = db.QueryRow(ctx, s.q.get, req.Key).Scan(&data, &isBinary, &etag, &expiry)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -357,7 +345,7 @@ func (s *Store) Multi(ctx context.Context, ops []state.Operation, _ map[string]s
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	return db.BeginFunc(ctx, func(tx pgx.Tx) error {
+	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		for i, op := range ops {
 			where := ""
 			if len(ops) > 1 {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,16 +232,64 @@ func TestInitErrors(t *testing.T) {
 func TestPoolParamsInConnectionString(t *testing.T) {
 	// Dapr hands the connection string to pgxpool, which reads pool_* parameters; pgx
 	// alone would send them to the server, which refuses unknown settings.
-	s, _ := newTestStore(t, map[string]string{"connectionString": testConnString() + " pool_max_conns=3 pool_health_check_period=1m"})
-	if got := cap(s.pool.slots); got != 3 {
+	s, _ := newTestStore(t, map[string]string{"connectionString": testConnString() + " pool_max_conns=3 pool_max_conn_idle_time=2m pool_health_check_period=1m"})
+	cfg := s.pool.Config()
+	if cfg.MaxConns != 3 || cfg.MaxConnIdleTime != 2*time.Minute || cfg.HealthCheckPeriod != time.Minute {
+		t.Fatalf("MaxConns %d, MaxConnIdleTime %v, HealthCheckPeriod %v; want pool_max_conns 3, pool_max_conn_idle_time 2m, pool_health_check_period 1m",
+			cfg.MaxConns, cfg.MaxConnIdleTime, cfg.HealthCheckPeriod)
+	}
+	for k := range cfg.ConnConfig.RuntimeParams {
+		if strings.HasPrefix(k, "pool_") {
+			t.Fatalf("%s would be sent to the server", k)
+		}
+	}
+	if got := s.pool.Stat().MaxConns(); got != 3 {
 		t.Fatalf("pool size %d, want pool_max_conns 3", got)
 	}
 	if _, err := s.Get(testCtx(t), &state.GetRequest{Key: "k"}); err != nil {
 		t.Fatal(err)
 	}
-	s2, _ := newTestStore(t, map[string]string{"connectionString": testConnString() + " pool_max_conns=3", "maxConns": "5"})
-	if got := cap(s2.pool.slots); got != 5 {
+
+	// The metadata wins over the connection string.
+	s2, _ := newTestStore(t, map[string]string{
+		"connectionString":      testConnString() + " pool_max_conns=3 pool_max_conn_idle_time=2m default_query_exec_mode=exec",
+		"maxConns":              "5",
+		"connectionMaxIdleTime": "90",
+		"queryExecMode":         "simple_protocol",
+	})
+	cfg = s2.pool.Config()
+	if cfg.MaxConns != 5 || cfg.MaxConnIdleTime != 90*time.Second || cfg.ConnConfig.DefaultQueryExecMode != pgx.QueryExecModeSimpleProtocol {
+		t.Fatalf("MaxConns %d, MaxConnIdleTime %v, DefaultQueryExecMode %v; want maxConns 5, connectionMaxIdleTime 90s, queryExecMode simple_protocol",
+			cfg.MaxConns, cfg.MaxConnIdleTime, cfg.ConnConfig.DefaultQueryExecMode)
+	}
+	if got := s2.pool.Stat().MaxConns(); got != 5 {
 		t.Fatalf("pool size %d, want maxConns 5 over pool_max_conns", got)
+	}
+	ctx := testCtx(t)
+	if err := s2.Set(ctx, &state.SetRequest{Key: "k", Value: []byte(`{"a":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := s2.Get(ctx, &state.GetRequest{Key: "k"}); err != nil || resp == nil || string(resp.Data) != `{"a":1}` {
+		t.Fatalf("Get under simple_protocol = %v, %v", resp, err)
+	}
+
+	// Without the metadata, the connection string's default_query_exec_mode holds.
+	s3, _ := newTestStore(t, map[string]string{"connectionString": testConnString() + " default_query_exec_mode=exec"})
+	if got := s3.pool.Config().ConnConfig.DefaultQueryExecMode; got != pgx.QueryExecModeExec {
+		t.Fatalf("DefaultQueryExecMode %v, want the connection string's exec", got)
+	}
+
+	// A bad pool_* value is reported without the connection string.
+	for _, bad := range []string{"pool_max_conns=0", "pool_max_conns=many", "pool_max_conn_idle_time=soon"} {
+		err := New().Init(testCtx(t), components.Metadata{Name: "pg", Properties: map[string]string{
+			"connectionString": "host=127.0.0.1 port=1 user=u password=hunter2 dbname=d " + bad,
+		}})
+		if err == nil || !strings.Contains(err.Error(), "connectionString") || !strings.Contains(err.Error(), "pool_") {
+			t.Fatalf("Init with %s = %v, want an error naming connectionString and pool_*", bad, err)
+		}
+		if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "host=") {
+			t.Fatalf("Init with %s: error echoes the connection string: %v", bad, err)
+		}
 	}
 }
 
@@ -689,6 +738,22 @@ func TestBuildQueryKeepsValuesOutOfSQL(t *testing.T) {
 func TestPoolBoundsConnections(t *testing.T) {
 	s, _ := newTestStore(t, map[string]string{"maxConns": "2"})
 	ctx := testCtx(t)
+	// Watch the pool's size while the writes run.
+	var peak atomic.Int32
+	stop, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			if n := s.pool.Stat().TotalConns(); n > peak.Load() {
+				peak.Store(n)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Microsecond):
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	errs := make(chan error, 32)
 	for i := range 32 {
@@ -699,24 +764,34 @@ func TestPoolBoundsConnections(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	close(stop)
+	<-watched
 	close(errs)
 	for err := range errs {
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.pool.mu.Lock()
-	idle := len(s.pool.idle)
-	s.pool.mu.Unlock()
-	if idle > 2 {
-		t.Fatalf("%d idle connections with maxConns 2", idle)
+	st := s.pool.Stat()
+	if st.MaxConns() != 2 || peak.Load() > 2 || st.TotalConns() > 2 || st.IdleConns() > 2 {
+		t.Fatalf("maxConns 2: pool max %d, peak %d connections, now %d with %d idle", st.MaxConns(), peak.Load(), st.TotalConns(), st.IdleConns())
+	}
+	if st.AcquiredConns() != 0 {
+		t.Fatalf("%d connections still acquired after the writes", st.AcquiredConns())
 	}
 }
 
 func TestClose(t *testing.T) {
 	s, _ := newTestStore(t, nil)
+	pool := s.pool
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if n := pool.Stat().TotalConns(); n != 0 {
+		t.Fatalf("%d connections open after Close", n)
+	}
+	if err := pool.Ping(testCtx(t)); err == nil {
+		t.Fatal("the pool still serves after Close")
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

@@ -30,15 +30,15 @@ func (s *Store) Query(ctx context.Context, q *state.Query, _ map[string]string) 
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	resp := &state.QueryResponse{}
-	err = db.Query(ctx, bq.sql, bq.args, func(rows pgx.Rows) error {
-		var key, etag string
-		var data []byte
-		if err := rows.Scan(&key, &data, &etag); err != nil {
-			return err
-		}
-		resp.Results = append(resp.Results, state.QueryItem{Key: key, Data: json.RawMessage(data), ETag: &etag})
-		return nil
-	})
+	rows, err := db.Query(ctx, bq.sql, bq.args...)
+	if err == nil {
+		resp.Results, err = pgx.AppendRows(resp.Results, rows, func(row pgx.CollectableRow) (state.QueryItem, error) {
+			var key, etag string
+			var data []byte
+			err := row.Scan(&key, &data, &etag)
+			return state.QueryItem{Key: key, Data: json.RawMessage(data), ETag: &etag}, err
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: query: %w", TypeName, err)
 	}

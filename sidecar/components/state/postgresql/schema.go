@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // The state table is Dapr's postgresql v1 table, so that Dapr and Outrigger sidecars
@@ -26,7 +27,7 @@ import (
 // together do not race on the DDL.
 const daprMigrationLevel = "2" // Dapr v1: 1 created the table, 2 added expiredate
 
-func (s *Store) migrate(ctx context.Context, pool *connPool) error {
+func (s *Store) migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	o := &s.opts
 	createMeta := `CREATE TABLE IF NOT EXISTS ` + o.metaTable + ` (key text NOT NULL PRIMARY KEY, value text NOT NULL)`
 	// Concurrent CREATE TABLE IF NOT EXISTS can still fail on pg_type's unique index;
@@ -44,7 +45,7 @@ func (s *Store) migrate(ctx context.Context, pool *connPool) error {
 		return fmt.Errorf("create migration lock row in %s: %w", o.metaTable, err)
 	}
 
-	return pool.BeginFunc(ctx, func(tx pgx.Tx) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var lock string
 		if err := tx.QueryRow(ctx, `SELECT value FROM `+o.metaTable+` WHERE key = 'lock' FOR UPDATE`).Scan(&lock); err != nil {
 			return fmt.Errorf("take the migration lock in %s: %w", o.metaTable, err)
