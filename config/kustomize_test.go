@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/outrigger-dev/outrigger/internal/scheme"
 	"github.com/outrigger-dev/outrigger/internal/testenv"
 	"github.com/outrigger-dev/outrigger/webhooks/certs"
 )
@@ -162,7 +163,7 @@ func TestKustomizeSamples(t *testing.T) {
 	if len(objs) == 0 {
 		t.Fatal("no samples rendered")
 	}
-	scheme := testenv.Scheme()
+	scheme := scheme.New()
 	for _, o := range objs {
 		if o.GroupVersionKind().Group != "dapr.io" || !scheme.Recognizes(o.GroupVersionKind()) {
 			t.Errorf("sample %s %s is not a dapr.io kind Outrigger serves", o.GroupVersionKind(), o.GetName())
@@ -669,7 +670,7 @@ func render(t *testing.T, kubectl, dir string) []*unstructured.Unstructured {
 	if len(objs) == 0 {
 		t.Fatalf("%s rendered nothing", dir)
 	}
-	scheme := testenv.Scheme()
+	scheme := scheme.New()
 	for _, o := range objs {
 		if o.GetAPIVersion() == "" || o.GetKind() == "" || o.GetName() == "" {
 			t.Errorf("%s: object without apiVersion, kind or name: %v", dir, o.Object)

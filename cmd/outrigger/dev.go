@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/outrigger-dev/outrigger/internal/localcp"
+	"github.com/outrigger-dev/outrigger/internal/scheme"
 )
 
 // devControlPlaneNamespace stands for the operator's namespace on the local control
@@ -48,7 +49,7 @@ and runs the operator against them until Ctrl-C. It writes a kubeconfig for kube
 }
 
 func runDev(ctx context.Context, cmd *cobra.Command, kubeconfigPath string, inj injectorOptions) error {
-	env, err := localcp.New(newScheme())
+	env, err := localcp.New(scheme.New())
 	if err != nil {
 		return err
 	}

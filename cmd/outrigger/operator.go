@@ -11,10 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,9 +21,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	daprv1alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v1alpha1"
-	daprv2alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v2alpha1"
 	"github.com/outrigger-dev/outrigger/controllers"
+	"github.com/outrigger-dev/outrigger/internal/scheme"
 	"github.com/outrigger-dev/outrigger/internal/version"
 	"github.com/outrigger-dev/outrigger/sidecar/components/builtin"
 	"github.com/outrigger-dev/outrigger/webhooks/certs"
@@ -87,15 +83,6 @@ func (o injectorOptions) handler(namespace string) *injector.Handler {
 	}
 }
 
-func newScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(apiextensionsv1.AddToScheme(s))
-	utilruntime.Must(daprv1alpha1.AddToScheme(s))
-	utilruntime.Must(daprv2alpha1.AddToScheme(s))
-	return s
-}
-
 func newOperatorCommand() *cobra.Command {
 	o := operatorOptions{}
 	zapOpts := zap.Options{}
@@ -137,7 +124,7 @@ func runOperator(ctx context.Context, o operatorOptions) error {
 	if err != nil {
 		return fmt.Errorf("load Kubernetes client configuration: %w", err)
 	}
-	scheme := newScheme()
+	scheme := scheme.New()
 
 	var tlsOpts []func(*tls.Config)
 	if !o.enableHTTP2 {

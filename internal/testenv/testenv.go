@@ -13,11 +13,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,9 +24,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	daprv1alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v1alpha1"
-	daprv2alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v2alpha1"
 	"github.com/outrigger-dev/outrigger/internal/localcp"
+	"github.com/outrigger-dev/outrigger/internal/scheme"
 )
 
 // Env is a running control plane and, when asked for, a manager serving the operator.
@@ -38,16 +34,6 @@ type Env struct {
 	Client client.Client
 	Scheme *runtime.Scheme
 	Env    *envtest.Environment
-}
-
-// Scheme has the built-in kinds, CRDs and the dapr.io kinds.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(apiextensionsv1.AddToScheme(s))
-	utilruntime.Must(daprv1alpha1.AddToScheme(s))
-	utilruntime.Must(daprv2alpha1.AddToScheme(s))
-	return s
 }
 
 // Start brings up the control plane; with setup functions it also runs a manager with
@@ -62,7 +48,7 @@ func Start(t testing.TB, setup ...func(ctrl.Manager) error) *Env {
 		out = os.Stderr
 	}
 	logf.SetLogger(zap.New(zap.WriteTo(out), zap.UseDevMode(true)))
-	scheme := Scheme()
+	scheme := scheme.New()
 	env, err := localcp.New(scheme)
 	if err != nil {
 		if os.Getenv("CI") != "" {

@@ -194,44 +194,20 @@ func (o *options) newClient() (*goredis.Client, error) {
 	// Maintenance notifications are a Redis Cloud feature; asking a plain server for them
 	// only costs a round trip and a log line per connection.
 	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	if o.Failover {
-		return goredis.NewFailoverClient(&goredis.FailoverOptions{
-			MasterName:            o.SentinelMasterName,
-			SentinelAddrs:         addrs,
-			SentinelUsername:      o.SentinelUsername,
-			SentinelPassword:      o.SentinelPassword,
-			Username:              o.Username,
-			Password:              o.Password,
-			DB:                    o.DB,
-			MaxRetries:            maxRetries,
-			MinRetryBackoff:       minBackoff,
-			MaxRetryBackoff:       maxBackoff,
-			DialTimeout:           negative(o.DialTimeout),
-			ReadTimeout:           negative(o.ReadTimeout),
-			WriteTimeout:          negative(o.WriteTimeout),
-			ContextTimeoutEnabled: true,
-			PoolSize:              o.PoolSize,
-			PoolTimeout:           negative(o.PoolTimeout),
-			MinIdleConns:          o.MinIdleConns,
-			ConnMaxIdleTime:       negative(o.IdleTimeout),
-			ConnMaxLifetime:       negative(o.MaxConnAge),
-			TLSConfig:             tlsCfg,
-		}), nil
-	}
-	if len(addrs) > 1 {
-		return nil, fmt.Errorf(`metadata "redisHost": %d addresses given, but a "node" store takes one (several are for failover or cluster)`, len(addrs))
-	}
-	return goredis.NewClient(&goredis.Options{
-		Addr:            addrs[0],
-		Username:        o.Username,
-		Password:        o.Password,
-		DB:              o.DB,
-		MaxRetries:      maxRetries,
-		MinRetryBackoff: minBackoff,
-		MaxRetryBackoff: maxBackoff,
-		DialTimeout:     negative(o.DialTimeout),
-		ReadTimeout:     negative(o.ReadTimeout),
-		WriteTimeout:    negative(o.WriteTimeout),
+	u := &goredis.UniversalOptions{
+		Addrs:            addrs,
+		MasterName:       o.SentinelMasterName,
+		SentinelUsername: o.SentinelUsername,
+		SentinelPassword: o.SentinelPassword,
+		Username:         o.Username,
+		Password:         o.Password,
+		DB:               o.DB,
+		MaxRetries:       maxRetries,
+		MinRetryBackoff:  minBackoff,
+		MaxRetryBackoff:  maxBackoff,
+		DialTimeout:      negative(o.DialTimeout),
+		ReadTimeout:      negative(o.ReadTimeout),
+		WriteTimeout:     negative(o.WriteTimeout),
 		// The building block bounds each call with the request's context (and later the
 		// resiliency policy); let that deadline reach the socket.
 		ContextTimeoutEnabled:    true,
@@ -242,5 +218,12 @@ func (o *options) newClient() (*goredis.Client, error) {
 		ConnMaxLifetime:          negative(o.MaxConnAge),
 		TLSConfig:                tlsCfg,
 		MaintNotificationsConfig: maint,
-	}), nil
+	}
+	if o.Failover {
+		return goredis.NewFailoverClient(u.Failover()), nil
+	}
+	if len(addrs) > 1 {
+		return nil, fmt.Errorf(`metadata "redisHost": %d addresses given, but a "node" store takes one (several are for failover or cluster)`, len(addrs))
+	}
+	return goredis.NewClient(u.Simple()), nil
 }
