@@ -17,7 +17,7 @@ import (
 
 	daprv1alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v1alpha1"
 	daprv2alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v2alpha1"
-	"github.com/outrigger-dev/outrigger/webhooks/validation"
+	"github.com/outrigger-dev/outrigger/webhooks/validation/checks"
 )
 
 // Dir is the self-hosted source: the YAML files of one or more directories
@@ -181,7 +181,7 @@ func (l *dirLoader) loadDocument(origin Origin, data []byte) {
 		s := &daprv2alpha1.Subscription{}
 		problems, obj = d.decode(s), s
 		if len(problems) == 0 {
-			errs = validation.SubscriptionErrors(s)
+			errs = checks.SubscriptionErrors(s)
 		}
 	case apiVersion == daprv1alpha1.GroupVersion.String() && kind == string(KindSubscription):
 		// Stored and used as v2alpha1, as Dapr's loader and the conversion webhook do:
@@ -194,25 +194,25 @@ func (l *dirLoader) loadDocument(origin Origin, data []byte) {
 				return
 			}
 			s.APIVersion, s.Kind = daprv2alpha1.GroupVersion.String(), string(KindSubscription)
-			obj, errs = s, validation.SubscriptionErrors(s)
+			obj, errs = s, checks.SubscriptionErrors(s)
 		}
 	case apiVersion == daprv1alpha1.GroupVersion.String() && kind == string(KindConfiguration):
 		c := &daprv1alpha1.Configuration{}
 		problems, obj = d.decode(c), c
 		if len(problems) == 0 {
-			errs = validation.ConfigurationErrors(c)
+			errs = checks.ConfigurationErrors(c)
 		}
 	case apiVersion == daprv1alpha1.GroupVersion.String() && kind == string(KindResiliency):
 		r := &daprv1alpha1.Resiliency{}
 		problems, obj = d.decode(r), r
 		if len(problems) == 0 {
-			errs = validation.ResiliencyErrors(r)
+			errs = checks.ResiliencyErrors(r)
 		}
 	case apiVersion == daprv1alpha1.GroupVersion.String() && kind == string(KindHTTPEndpoint):
 		e := &daprv1alpha1.HTTPEndpoint{}
 		problems, obj = d.decode(e), e
 		if len(problems) == 0 {
-			errs = validation.HTTPEndpointErrors(e)
+			errs = checks.HTTPEndpointErrors(e)
 		}
 	default:
 		// Dapr's loader skips documents of other kinds without a word; a warning helps
@@ -275,7 +275,7 @@ func componentErrors(c *daprv1alpha1.Component) field.ErrorList {
 	if c.Spec.Type == "" {
 		errs = append(errs, field.Required(field.NewPath("spec", "type"), "the component type, such as state.redis"))
 	}
-	for _, e := range validation.ComponentErrors(c) {
+	for _, e := range checks.ComponentErrors(c) {
 		if c.Spec.Type == "" && e.Field == "spec.type" {
 			continue
 		}

@@ -15,6 +15,7 @@ import (
 
 	daprv1alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v1alpha1"
 	daprv2alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v2alpha1"
+	"github.com/outrigger-dev/outrigger/webhooks/validation/checks"
 )
 
 // +kubebuilder:webhook:path=/validate-dapr-io-v1alpha1-component,mutating=false,failurePolicy=fail,sideEffects=None,groups=dapr.io,resources=components,verbs=create;update,versions=v1alpha1,name=vcomponent-v1alpha1.dapr.io,admissionReviewVersions=v1
@@ -27,27 +28,27 @@ import (
 // webhook (served at /convert because v1alpha1 converts to the v2alpha1 hub).
 func SetupWithManager(mgr ctrl.Manager) error {
 	if err := ctrl.NewWebhookManagedBy(mgr, &daprv1alpha1.Component{}).
-		WithValidator(validator[*daprv1alpha1.Component]{kind: "Component", errors: ComponentErrors, warnings: ComponentWarnings}).
+		WithValidator(validator[*daprv1alpha1.Component]{kind: "Component", errors: checks.ComponentErrors, warnings: checks.ComponentWarnings}).
 		Complete(); err != nil {
 		return err
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &daprv1alpha1.Configuration{}).
-		WithValidator(validator[*daprv1alpha1.Configuration]{kind: "Configuration", errors: ConfigurationErrors}).
+		WithValidator(validator[*daprv1alpha1.Configuration]{kind: "Configuration", errors: checks.ConfigurationErrors}).
 		Complete(); err != nil {
 		return err
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &daprv2alpha1.Subscription{}).
-		WithValidator(validator[*daprv2alpha1.Subscription]{kind: "Subscription", errors: SubscriptionErrors}).
+		WithValidator(validator[*daprv2alpha1.Subscription]{kind: "Subscription", errors: checks.SubscriptionErrors}).
 		Complete(); err != nil {
 		return err
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &daprv1alpha1.Resiliency{}).
-		WithValidator(validator[*daprv1alpha1.Resiliency]{kind: "Resiliency", errors: ResiliencyErrors}).
+		WithValidator(validator[*daprv1alpha1.Resiliency]{kind: "Resiliency", errors: checks.ResiliencyErrors}).
 		Complete(); err != nil {
 		return err
 	}
 	return ctrl.NewWebhookManagedBy(mgr, &daprv1alpha1.HTTPEndpoint{}).
-		WithValidator(validator[*daprv1alpha1.HTTPEndpoint]{kind: "HTTPEndpoint", errors: HTTPEndpointErrors}).
+		WithValidator(validator[*daprv1alpha1.HTTPEndpoint]{kind: "HTTPEndpoint", errors: checks.HTTPEndpointErrors}).
 		Complete()
 }
 

@@ -1,4 +1,7 @@
-package validation
+// Package checks holds the pure validity checks of the dapr.io resources. The validating
+// webhooks run them at admission, and the sidecar runs them on manifests it reads from
+// files, so both reject the same objects with the same field-named messages.
+package checks
 
 import (
 	"fmt"
