@@ -36,6 +36,15 @@ manifests: ## Generate CRDs, RBAC and webhook configurations from the markers.
 generate: ## Generate the DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./apis/..."
 
+.PHONY: proto
+proto: ## Generate the Go code of Outrigger's own protos (proto/) with protoc and the go tool plugins.
+	go build -o $(BIN)/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	go build -o $(BIN)/protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	protoc --plugin=protoc-gen-go=$(BIN)/protoc-gen-go --plugin=protoc-gen-go-grpc=$(BIN)/protoc-gen-go-grpc \
+		-I proto --go_out=. --go_opt=module=github.com/outrigger-dev/outrigger \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/outrigger-dev/outrigger \
+		$$(find proto -name '*.proto' | sort)
+
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when the committed generated files are stale.
 	@if [ -n "$$(git status --porcelain -- apis config)" ]; then \

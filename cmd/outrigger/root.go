@@ -18,6 +18,12 @@ manages the dapr.io resources on Kubernetes with an operator and an injector web
 		newOperatorCommand(),
 		newDevCommand(),
 		newSidecarCommand(),
+		newInitCommand(),
+		newRunCommand(),
+		newListCommand(),
+		newStopCommand(),
+		newInvokeCommand(),
+		newPublishCommand(),
 	)
 	return root
 }

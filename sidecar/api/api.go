@@ -3,6 +3,7 @@
 package api
 
 import (
+	"github.com/outrigger-dev/outrigger/sidecar/blocks/invoke"
 	"github.com/outrigger-dev/outrigger/sidecar/blocks/state"
 )
 
@@ -24,6 +25,9 @@ type Runtime interface {
 // Blocks are the building blocks the transports serve.
 type Blocks struct {
 	State state.API
+	// Invoke is service invocation; nil answers every invocation with
+	// ERR_DIRECT_INVOKE "invoke API is not ready", as Dapr does before it is set up.
+	Invoke invoke.API
 }
 
 // Metadata mirrors Dapr's metadata response.
@@ -33,7 +37,9 @@ type Metadata struct {
 	EnabledFeatures []string
 	Components      []Component
 	// FailedComponents is Outrigger's addition: components that did not load, and why.
-	FailedComponents        []FailedComponent
+	FailedComponents []FailedComponent
+	// HTTPEndpoints are the names of the loaded HTTPEndpoint resources.
+	HTTPEndpoints           []string
 	Extended                map[string]string
 	AppConnectionProperties AppConnectionProperties
 }
@@ -69,7 +75,9 @@ type AppHealth struct {
 	HealthProbeInterval string
 	HealthProbeTimeout  string
 	HealthThreshold     int
-	Status              string // "healthy", "unhealthy" or "" before the first probe
+	// Status is "healthy", "unhealthy" or "" before the first probe. Dapr's metadata
+	// has no such field; Outrigger reports it in the HTTP metadata response.
+	Status string
 }
 
 // Options shared by both transports.

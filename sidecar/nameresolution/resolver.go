@@ -15,3 +15,9 @@ var ErrNotFound = errors.New("app not found")
 type Resolver interface {
 	Resolve(ctx context.Context, appID, namespace string) (string, error)
 }
+
+// Forgetter is a Resolver that caches: Forget drops the resolution of an app, which
+// callers do when a call to the resolved address failed to connect.
+type Forgetter interface {
+	Forget(appID, namespace string)
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,6 +64,11 @@ type Config struct {
 	APIToken    string
 	AppAPIToken string
 	Namespace   string
+
+	// RunPID and AppCommand come from `outrigger run` (OUTRIGGER_RUN_PID,
+	// OUTRIGGER_APP_COMMAND) for the sidecar's entry in the self-hosted registry.
+	RunPID     int
+	AppCommand string
 }
 
 // flagValues are the raw flags; Finish turns them into a Config.
@@ -175,6 +181,8 @@ func (v *flagValues) Finish(getenv func(string) string) (Config, error) {
 	c.APIToken = getenv("DAPR_API_TOKEN")
 	c.AppAPIToken = getenv("APP_API_TOKEN")
 	c.Namespace = getenv("NAMESPACE")
+	c.RunPID, _ = strconv.Atoi(getenv("OUTRIGGER_RUN_PID"))
+	c.AppCommand = getenv("OUTRIGGER_APP_COMMAND")
 	if c.Namespace == "" {
 		c.Namespace = "default"
 	}

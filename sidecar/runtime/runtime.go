@@ -24,6 +24,7 @@ import (
 	httpapi "github.com/outrigger-dev/outrigger/sidecar/api/http"
 	stateblock "github.com/outrigger-dev/outrigger/sidecar/blocks/state"
 	"github.com/outrigger-dev/outrigger/sidecar/compstore"
+	"github.com/outrigger-dev/outrigger/sidecar/nameresolution"
 	"github.com/outrigger-dev/outrigger/sidecar/resiliency"
 	"github.com/outrigger-dev/outrigger/sidecar/resources"
 )
@@ -35,6 +36,8 @@ type Runtime struct {
 
 	components *compstore.Store
 	blocks     api.Blocks
+	invocation *invocation
+	endpoints  []string
 
 	loaded   atomic.Bool // components are loaded
 	appReady atomic.Bool // the app's port answers (or the app has none)
@@ -50,6 +53,14 @@ type Runtime struct {
 	// Register fills the component store's registries; it defaults to every built-in
 	// implementation, and tests add their own.
 	Register func(*compstore.Store)
+	// Resolver finds other apps' sidecars; nil picks by --mode: the self-hosted
+	// registry in standalone mode, the <app-id>-dapr Services in Kubernetes.
+	Resolver nameresolution.Resolver
+	// RegistryDir is the self-hosted registry; empty is selfhosted.Dir().
+	RegistryDir string
+	// AppHealthTicks, when set, triggers the app health probes instead of a ticker of
+	// --app-health-probe-interval (tests).
+	AppHealthTicks <-chan time.Time
 	// Addrs are the bound addresses by name ("http", "grpc", "public", "metrics").
 	addrsMu sync.Mutex
 	addrs   map[string]net.Addr
@@ -85,9 +96,19 @@ func (r *Runtime) Run(ctx context.Context) error {
 		r.components.Close(context.Background())
 		return err
 	}
-	r.loaded.Store(true)
+	iv, err := r.setUpInvocation(set)
+	if err != nil {
+		r.components.Close(context.Background())
+		return err
+	}
+	defer iv.close()
+	r.invocation = iv
+	for _, e := range set.HTTPEndpoints {
+		r.endpoints = append(r.endpoints, e.Object.Name)
+	}
 	r.blocks = api.Blocks{
-		State: &stateblock.Block{AppID: r.cfg.AppID, Namespace: r.cfg.Namespace, Stores: r.components, Runner: resiliency.Direct{}},
+		State:  &stateblock.Block{AppID: r.cfg.AppID, Namespace: r.cfg.Namespace, Stores: r.components, Runner: resiliency.Direct{}},
+		Invoke: iv.block,
 	}
 
 	opts := api.Options{APIToken: r.cfg.APIToken, EnableAPILogging: r.cfg.EnableAPILogging, MaxBodySize: r.cfg.MaxBodySize}
@@ -95,6 +116,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	httpSrv := &http.Server{Handler: httpapi.New(r, r.blocks, opts, apiLog), ReadHeaderTimeout: 10 * time.Second}
 	publicSrv := &http.Server{Handler: httpapi.ServePublic(r), ReadHeaderTimeout: 10 * time.Second}
 	grpcSrv := grpcapi.New(r, r.blocks, opts, apiLog)
+	internalSrv := grpcapi.NewInternalServer(iv.block, r.log.WithName("internal"))
 
 	var servers []func(context.Context)
 	var serveErrs = make(chan error, 8)
@@ -128,6 +150,23 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	servers = append(servers, func(ctx context.Context) { stopGRPC(ctx, grpcSrv) })
 
+	// Other sidecars call this one on the internal port: every interface in Kubernetes,
+	// the listen addresses (loopback by default) in standalone mode, where the registry
+	// resolves apps to 127.0.0.1.
+	internalAddrs := r.cfg.ListenAddresses
+	if r.cfg.Mode == ModeKubernetes {
+		internalAddrs = []string{""}
+	}
+	internalLns, err := r.listenOn("internal", internalAddrs, r.cfg.InternalGRPCPort)
+	if err != nil {
+		stopAll()
+		return r.abort(err)
+	}
+	for _, ln := range internalLns {
+		go func() { serveErrs <- ignoreClosed(internalSrv.Serve(ln)) }()
+	}
+	servers = append(servers, func(ctx context.Context) { stopGRPC(ctx, internalSrv) })
+
 	// The public port answers probes from the kubelet: every interface.
 	publicLn, err := r.listen("public", "", r.cfg.PublicPort)
 	if err != nil {
@@ -160,9 +199,19 @@ func (r *Runtime) Run(ctx context.Context) error {
 		servers = append(servers, func(ctx context.Context) { _ = metricsSrv.Shutdown(ctx) })
 	}
 
+	if r.cfg.Mode == ModeStandalone {
+		r.register(iv)
+		defer r.unregister(iv)
+	}
+	// Outbound health passes from here: `outrigger run` relies on the registry entry
+	// being written by then.
+	r.loaded.Store(true)
+
 	appCtx, stopApp := context.WithCancel(ctx)
 	defer stopApp()
-	go r.waitForApp(appCtx)
+	appUp := make(chan struct{})
+	go r.waitForApp(appCtx, appUp)
+	go r.runAppHealth(appCtx, iv, appUp)
 	close(r.Ready)
 	r.log.Info("Sidecar is up", "httpPort", r.cfg.HTTPPort, "grpcPort", r.cfg.GRPCPort,
 		"components", len(r.components.Components()), "failed", len(r.components.Failed()), "startup", time.Since(start).String())
@@ -183,6 +232,11 @@ func (r *Runtime) Run(ctx context.Context) error {
 	case serveErr = <-serveErrs:
 		r.log.Error(serveErr, "A server failed; shutting down")
 	}
+	// Leave the registry first, so that no new call is routed here while the servers
+	// drain the calls in flight.
+	if r.cfg.Mode == ModeStandalone {
+		r.unregister(iv)
+	}
 	stopApp()
 	stopAll()
 	r.components.Close(context.Background())
@@ -198,9 +252,13 @@ func (r *Runtime) abort(err error) error {
 // listenAll binds the port on every listen address; an address family the host lacks
 // (no IPv6 loopback) is skipped as long as one address binds.
 func (r *Runtime) listenAll(name string, port int) ([]net.Listener, error) {
+	return r.listenOn(name, r.cfg.ListenAddresses, port)
+}
+
+func (r *Runtime) listenOn(name string, addrs []string, port int) ([]net.Listener, error) {
 	var lns []net.Listener
 	var errs []error
-	for _, addr := range r.cfg.ListenAddresses {
+	for _, addr := range addrs {
 		ln, err := r.listen(name, addr, port)
 		if err != nil {
 			errs = append(errs, err)
@@ -230,17 +288,20 @@ func (r *Runtime) listen(name, host string, port int) (net.Listener, error) {
 	return ln, nil
 }
 
-// Addr returns where a server ("http", "grpc", "public", "metrics") listens, once Ready.
+// Addr returns where a server ("http", "grpc", "internal", "public", "metrics")
+// listens, once Ready.
 func (r *Runtime) Addr(name string) net.Addr {
 	r.addrsMu.Lock()
 	defer r.addrsMu.Unlock()
 	return r.addrs[name]
 }
 
-// waitForApp marks the app channel up once the app's port accepts a connection.
-func (r *Runtime) waitForApp(ctx context.Context) {
+// waitForApp marks the app channel up once the app's port accepts a connection, and
+// then closes up.
+func (r *Runtime) waitForApp(ctx context.Context, up chan<- struct{}) {
 	if r.cfg.AppPort == 0 {
 		r.appReady.Store(true)
+		close(up)
 		return
 	}
 	addr := net.JoinHostPort(r.cfg.AppChannelAddress, strconv.Itoa(r.cfg.AppPort))
@@ -251,6 +312,7 @@ func (r *Runtime) waitForApp(ctx context.Context) {
 			_ = conn.Close()
 			r.appReady.Store(true)
 			r.log.Info("App channel is up", "address", addr)
+			close(up)
 			return
 		}
 		select {
@@ -292,12 +354,14 @@ func (r *Runtime) Metadata() api.Metadata {
 		RuntimeVersion:   version.Get().Version,
 		Components:       r.components.Components(),
 		FailedComponents: r.components.Failed(),
+		HTTPEndpoints:    r.endpoints,
 		Extended:         ext,
 		AppConnectionProperties: api.AppConnectionProperties{
 			Port:           r.cfg.AppPort,
 			Protocol:       r.cfg.AppProtocol,
 			ChannelAddress: r.cfg.AppChannelAddress,
 			MaxConcurrency: max(r.cfg.AppMaxConcurrency, 0),
+			Health:         r.appHealthMetadata(),
 		},
 	}
 }

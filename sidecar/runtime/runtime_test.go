@@ -43,7 +43,8 @@ func freeConfig(t *testing.T, resources string) Config {
 	fs := pflag.NewFlagSet("sidecar", pflag.ContinueOnError)
 	v := Flags(fs)
 	if err := fs.Parse([]string{"--app-id", "graceful", "--resources-path", resources,
-		"--dapr-http-port", "0", "--dapr-grpc-port", "0", "--dapr-public-port", "0", "--metrics-port", "0"}); err != nil {
+		"--dapr-http-port", "0", "--dapr-grpc-port", "0", "--dapr-public-port", "0", "--metrics-port", "0",
+		"--dapr-internal-grpc-port", "0"}); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := v.Finish(func(string) string { return "" })
@@ -63,6 +64,7 @@ func TestShutdownLetsInFlightCallsFinish(t *testing.T) {
 	}
 	store := &gatedStore{Store: memory.New(), entered: make(chan struct{}, 1), gate: make(chan struct{}), saved: make(chan string, 1)}
 	rt := New(freeConfig(t, dir), logr.Discard())
+	rt.RegistryDir = t.TempDir()
 	rt.Register = func(s *compstore.Store) {
 		s.Registries.State = &components.Registry[state.Store]{}
 		s.Registries.State.Register("state.gated", func() state.Store { return store })

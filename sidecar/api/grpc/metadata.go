@@ -39,6 +39,9 @@ func (s *server) GetMetadata(context.Context, *runtimev1.GetMetadataRequest) (*r
 			HealthThreshold:     int32(hc.HealthThreshold),
 		}
 	}
+	for _, name := range m.HTTPEndpoints {
+		out.HttpEndpoints = append(out.HttpEndpoints, &runtimev1.MetadataHTTPEndpoint{Name: name})
+	}
 	for i, c := range m.Components {
 		caps := c.Capabilities
 		if caps == nil {

@@ -19,6 +19,7 @@ import (
 	runtimev1 "github.com/dapr/dapr/pkg/proto/runtime/v1"
 
 	"github.com/outrigger-dev/outrigger/sidecar/api"
+	"github.com/outrigger-dev/outrigger/sidecar/api/internal/proxy"
 	"github.com/outrigger-dev/outrigger/sidecar/apierrors"
 )
 
@@ -38,6 +39,7 @@ var implemented = map[string]bool{
 	runtimev1.Dapr_GetMetadata_FullMethodName:             true,
 	runtimev1.Dapr_SetMetadata_FullMethodName:             true,
 	runtimev1.Dapr_Shutdown_FullMethodName:                true,
+	runtimev1.Dapr_InvokeService_FullMethodName:           true,
 }
 
 var daprServicePrefix = "/" + runtimev1.Dapr_ServiceDesc.ServiceName + "/"
@@ -66,6 +68,10 @@ func New(rt api.Runtime, blocks api.Blocks, opts api.Options, log logr.Logger) *
 		// Dapr's keepalive policy (pkg/api/grpc/server.go): clients may ping every 8 s
 		// even without streams; idle connections are not closed by age.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 8 * time.Second, PermitWithoutStream: true}),
+		// gRPC proxying: a call for a service this server does not know is forwarded,
+		// as raw frames, to the app its dapr-app-id metadata names.
+		grpc.ForceServerCodecV2(proxy.Codec()),
+		grpc.UnknownServiceHandler(proxyOutbound(blocks)),
 	}
 	if opts.MaxBodySize > 0 {
 		n := int(min(opts.MaxBodySize, int64(^uint32(0)>>1)))

@@ -98,6 +98,9 @@ type appHealth struct {
 	HealthProbeInterval string `json:"healthProbeInterval,omitempty"`
 	HealthProbeTimeout  string `json:"healthProbeTimeout,omitempty"`
 	HealthThreshold     int    `json:"healthThreshold,omitempty"`
+	// Status is Outrigger's addition: the app health check's last state ("healthy" or
+	// "unhealthy"), absent before the first probe.
+	Status string `json:"status,omitempty"`
 }
 
 type actorRuntime struct {
@@ -128,6 +131,7 @@ func toMetadataResponse(m api.Metadata) metadataResponse {
 			HealthProbeInterval: hc.HealthProbeInterval,
 			HealthProbeTimeout:  hc.HealthProbeTimeout,
 			HealthThreshold:     hc.HealthThreshold,
+			Status:              hc.Status,
 		}
 	}
 	for _, c := range m.Components {
@@ -135,6 +139,9 @@ func toMetadataResponse(m api.Metadata) metadataResponse {
 	}
 	for _, c := range m.FailedComponents {
 		out.FailedComponents = append(out.FailedComponents, failedComponent(c))
+	}
+	for _, name := range m.HTTPEndpoints {
+		out.HTTPEndpoints = append(out.HTTPEndpoints, httpEndpoint{Name: name})
 	}
 	return out
 }

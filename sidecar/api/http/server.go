@@ -38,9 +38,9 @@ func New(rt api.Runtime, blocks api.Blocks, opts api.Options, log logr.Logger) h
 	h.routeHealth(mux)
 	h.routeMetadata(mux)
 	mux.HandleFunc("POST "+apiV1+"/shutdown", h.shutdown)
-	mux.Handle("/", fallback(mux))
+	mux.Handle("/", fallback(mux, h.invoke))
 
-	s := &server{mux: mux, maxBody: opts.MaxBodySize, log: log, logCalls: opts.EnableAPILogging}
+	s := &server{mux: mux, invoke: h.invoke, maxBody: opts.MaxBodySize, log: log, logCalls: opts.EnableAPILogging}
 	if opts.APIToken != "" {
 		s.token = []byte(opts.APIToken)
 	}
@@ -64,6 +64,7 @@ func ServePublic(rt api.Runtime) http.Handler {
 // logging.
 type server struct {
 	mux      *http.ServeMux
+	invoke   http.HandlerFunc // nil on the public port
 	token    []byte
 	maxBody  int64
 	log      logr.Logger
@@ -84,16 +85,21 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Header.Del(APITokenHeader)
 
 	if s.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
-		r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+		// On a shallow copy: net/http keeps the request it passed in, and decides from
+		// its body whether the connection can serve another request. Replacing that
+		// body hides a half-read one, which full-duplex invocation can leave.
+		limited := *r
+		limited.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+		r = &limited
 	}
 
 	if !s.logCalls {
-		s.mux.ServeHTTP(w, r)
+		s.route(w, r)
 		return
 	}
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	s.mux.ServeHTTP(sw, r)
+	s.route(sw, r)
 	// ServeMux sets r.Pattern on the request it is given.
 	if r.Pattern == patternHealthz || r.Pattern == patternHealthzOutbound {
 		return
@@ -103,6 +109,15 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		kv = append(kv, "userAgent", ua)
 	}
 	s.log.Info("HTTP API called", kv...)
+}
+
+// route sends /v1.0/invoke/ to service invocation and everything else to the mux.
+func (s *server) route(w http.ResponseWriter, r *http.Request) {
+	if s.invoke != nil && isInvokePath(r) {
+		s.invoke(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
 }
 
 // exemptFromToken: health checks are always allowed (Dapr's isRouteExcludedFromAPITokenAuth).
@@ -128,9 +143,11 @@ func templatePath(r *http.Request) string {
 
 // fallback answers a request that matches no route. It first retries without a
 // trailing slash (Dapr's StripSlashesMiddleware), then answers as Dapr does: its
-// fallback route is service invocation through the dapr-app-id header, so an unknown
-// route (or a known one with another method) is a 404 ERR_DIRECT_INVOKE.
-func fallback(mux *http.ServeMux) http.Handler {
+// fallback route is service invocation, so a request that names an app in a
+// dapr-app-id header (or Basic auth as dapr-app-id) invokes it with its path as the
+// method, and any other (an unknown route, or a known one with another method) is a
+// 404 ERR_DIRECT_INVOKE.
+func fallback(mux *http.ServeMux, invoke http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		if len(p) > 1 && strings.HasSuffix(p, "/") {
@@ -143,6 +160,10 @@ func fallback(mux *http.ServeMux) http.Handler {
 				return
 			}
 			r.URL.Path = p
+		}
+		if hasInvokeTarget(r) {
+			invoke(w, r)
+			return
 		}
 		err := apierrors.New(apierrors.DirectInvoke.WithStatus(http.StatusNotFound, apierrors.DirectInvoke.GRPC),
 			"no API route matches %s %s, and the request names no app to invoke (dapr-app-id header)", r.Method, r.URL.EscapedPath())

@@ -1,0 +1,257 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"google.golang.org/grpc"
+
+	daprv1alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v1alpha1"
+	"github.com/outrigger-dev/outrigger/sidecar/api"
+	grpcapi "github.com/outrigger-dev/outrigger/sidecar/api/grpc"
+	"github.com/outrigger-dev/outrigger/sidecar/appchannel"
+	"github.com/outrigger-dev/outrigger/sidecar/blocks/invoke"
+	"github.com/outrigger-dev/outrigger/sidecar/nameresolution"
+	"github.com/outrigger-dev/outrigger/sidecar/nameresolution/kubernetes"
+	"github.com/outrigger-dev/outrigger/sidecar/nameresolution/selfhosted"
+	"github.com/outrigger-dev/outrigger/sidecar/resiliency"
+	"github.com/outrigger-dev/outrigger/sidecar/resources"
+)
+
+// invocation is what service invocation needs at run time: the block, its clients and
+// the app health check.
+type invocation struct {
+	block    *invoke.Block
+	remote   grpcapi.InternalClient
+	appConn  *grpc.ClientConn
+	health   *appchannel.Health
+	registry string // the self-hosted registry directory; empty when not registered
+}
+
+func (iv *invocation) close() {
+	if iv.remote != nil {
+		_ = iv.remote.Close()
+	}
+	if iv.appConn != nil {
+		_ = iv.appConn.Close()
+	}
+}
+
+// loadConfiguration reads the Configuration named by --config. In standalone mode it
+// is a file, read like any manifest; in Kubernetes mode it names a resource, which is
+// not read yet (issue 7 adds the API server source), so its access control is off.
+func (r *Runtime) loadConfiguration() (*daprv1alpha1.Configuration, error) {
+	if r.cfg.ConfigPath == "" {
+		return nil, nil
+	}
+	if r.cfg.Mode == ModeKubernetes {
+		r.log.Info("The Configuration resource is not read in Kubernetes mode yet; access control is off", "config", r.cfg.ConfigPath)
+		return nil, nil
+	}
+	set, err := resources.LoadDir([]string{r.cfg.ConfigPath}, r.cfg.AppID)
+	if err != nil {
+		return nil, fmt.Errorf("--config %s: %w", r.cfg.ConfigPath, err)
+	}
+	switch len(set.Configurations) {
+	case 1:
+		return set.Configurations[0].Object, nil
+	case 0:
+		return nil, fmt.Errorf("--config %s: the file holds no Configuration", r.cfg.ConfigPath)
+	default:
+		return nil, fmt.Errorf("--config %s: the file holds %d Configurations; keep one", r.cfg.ConfigPath, len(set.Configurations))
+	}
+}
+
+// setUpInvocation builds the app channel, the app health check and the invoke block.
+func (r *Runtime) setUpInvocation(set *resources.Set) (*invocation, error) {
+	conf, err := r.loadConfiguration()
+	if err != nil {
+		return nil, err
+	}
+	iv := &invocation{}
+	block := &invoke.Block{
+		AppID:       r.cfg.AppID,
+		Namespace:   r.cfg.Namespace,
+		AppProtocol: r.cfg.AppProtocol,
+		AppToken:    r.cfg.AppAPIToken,
+		Runner:      resiliency.Direct{},
+		Secrets:     r.components.SecretStores(),
+	}
+	if conf != nil && conf.Spec.AccessControl != nil {
+		block.TrustDomain = conf.Spec.AccessControl.TrustDomain
+		if block.ACL, err = invoke.ParseACL(conf.Spec.AccessControl, !appchannel.IsGRPC(r.cfg.AppProtocol)); err != nil {
+			return nil, fmt.Errorf("--config %s: %w", r.cfg.ConfigPath, err)
+		}
+	}
+	endpoints := invoke.StaticEndpoints{}
+	for _, e := range set.HTTPEndpoints {
+		endpoints[e.Object.Name] = e.Object
+	}
+	block.Endpoints = endpoints
+
+	if r.cfg.AppPort > 0 {
+		var probe appchannel.Probe
+		if appchannel.IsGRPC(r.cfg.AppProtocol) {
+			if iv.appConn, err = appchannel.DialGRPC(r.cfg.AppProtocol, r.cfg.AppChannelAddress, r.cfg.AppPort); err != nil {
+				return nil, err
+			}
+			block.AppGRPC = iv.appConn
+			probe = appchannel.GRPCProbe(iv.appConn)
+		} else {
+			base := appchannel.BaseURL(r.cfg.AppProtocol, r.cfg.AppChannelAddress, r.cfg.AppPort)
+			probe = appchannel.HTTPProbe(appchannel.NewClient(r.cfg.AppProtocol), base, r.cfg.AppHealthCheckPath)
+			opts := appchannel.Options{BaseURL: base, Protocol: r.cfg.AppProtocol, Token: r.cfg.AppAPIToken,
+				MaxConcurrency: r.cfg.AppMaxConcurrency}
+			if r.cfg.EnableAppHealthCheck {
+				// Set below; the channel reads it per call.
+				opts.Healthy = func() bool { return iv.health.Healthy() }
+			}
+			if block.App, err = appchannel.New(opts); err != nil {
+				iv.close()
+				return nil, err
+			}
+		}
+		if r.cfg.EnableAppHealthCheck {
+			iv.health, err = appchannel.NewHealth(appchannel.HealthOptions{
+				Probe:     probe,
+				Interval:  r.cfg.AppHealthProbeInterval,
+				Timeout:   r.cfg.AppHealthProbeTimeout,
+				Threshold: r.cfg.AppHealthThreshold,
+				Ticks:     r.AppHealthTicks,
+				OnChange:  r.appHealthChanged,
+			})
+			if err != nil {
+				iv.close()
+				return nil, err
+			}
+		}
+	}
+
+	block.Resolver = r.Resolver
+	if block.Resolver == nil {
+		if block.Resolver, err = r.defaultResolver(); err != nil {
+			iv.close()
+			return nil, err
+		}
+	}
+	iv.remote = grpcapi.NewInternalClient()
+	block.Remote = iv.remote
+	iv.block = block
+	return iv, nil
+}
+
+func (r *Runtime) defaultResolver() (nameresolution.Resolver, error) {
+	if r.cfg.Mode == ModeKubernetes {
+		return kubernetes.Resolver{}, nil
+	}
+	dir, err := r.registryDir()
+	if err != nil {
+		return nil, err
+	}
+	return &selfhosted.Resolver{Dir: dir}, nil
+}
+
+func (r *Runtime) registryDir() (string, error) {
+	if r.RegistryDir != "" {
+		return r.RegistryDir, nil
+	}
+	return selfhosted.Dir()
+}
+
+func (r *Runtime) appHealthChanged(healthy bool, err error) {
+	if healthy {
+		r.log.Info("App entered a healthy state")
+		return
+	}
+	reason := "no successful probe yet"
+	if err != nil {
+		reason = err.Error()
+	}
+	r.log.Info("App entered an unhealthy state", "reason", reason)
+}
+
+// register records this sidecar in the self-hosted registry, with the ports it bound,
+// so that other sidecars resolve it and `outrigger list` shows it. `outrigger run`
+// passes its pid and the app's command in the environment; an entry it already wrote
+// for this sidecar keeps the app's pid.
+func (r *Runtime) register(iv *invocation) {
+	dir, err := r.registryDir()
+	if err != nil {
+		r.log.Error(err, "Could not find the registry directory; other sidecars will not find this app")
+		return
+	}
+	e := selfhosted.Entry{
+		AppID:            r.cfg.AppID,
+		HTTPPort:         r.boundPort("http"),
+		GRPCPort:         r.boundPort("grpc"),
+		InternalGRPCPort: r.boundPort("internal"),
+		AppPort:          r.cfg.AppPort,
+		SidecarPID:       os.Getpid(),
+		RunPID:           r.cfg.RunPID,
+		Command:          r.cfg.AppCommand,
+		Started:          time.Now(),
+	}
+	if have, err := selfhosted.Lookup(dir, e.AppID); err == nil && have.SidecarPID == e.SidecarPID {
+		e.AppPID = have.AppPID
+		if e.RunPID == 0 {
+			e.RunPID, e.Command = have.RunPID, have.Command
+		}
+	}
+	if err := selfhosted.Write(dir, e); err != nil {
+		r.log.Error(err, "Could not record this sidecar in the registry; other sidecars will not find this app", "registry", dir)
+		return
+	}
+	iv.registry = dir
+}
+
+func (r *Runtime) unregister(iv *invocation) {
+	if iv.registry == "" {
+		return
+	}
+	if err := selfhosted.Remove(iv.registry, r.cfg.AppID, os.Getpid()); err != nil {
+		r.log.Error(err, "Could not remove this sidecar from the registry", "registry", iv.registry)
+	}
+}
+
+func (r *Runtime) boundPort(name string) int {
+	if a, ok := r.Addr(name).(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return 0
+}
+
+// appHealthMetadata is the health section of the metadata, when the check is on.
+func (r *Runtime) appHealthMetadata() *api.AppHealth {
+	if !r.cfg.EnableAppHealthCheck || r.cfg.AppPort == 0 {
+		return nil
+	}
+	h := &api.AppHealth{
+		HealthCheckPath:     r.cfg.AppHealthCheckPath,
+		HealthProbeInterval: r.cfg.AppHealthProbeInterval.String(),
+		HealthProbeTimeout:  r.cfg.AppHealthProbeTimeout.String(),
+		HealthThreshold:     r.cfg.AppHealthThreshold,
+	}
+	if appchannel.IsGRPC(r.cfg.AppProtocol) {
+		h.HealthCheckPath = ""
+	}
+	if iv := r.invocation; iv != nil && iv.health != nil {
+		h.Status = iv.health.Status()
+	}
+	return h
+}
+
+// runAppHealth starts the app health check once the app's port answers.
+func (r *Runtime) runAppHealth(ctx context.Context, iv *invocation, appUp <-chan struct{}) {
+	if iv.health == nil {
+		return
+	}
+	select {
+	case <-appUp:
+	case <-ctx.Done():
+		return
+	}
+	iv.health.Run(ctx)
+}

@@ -1,0 +1,241 @@
+package compat
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dapr "github.com/dapr/go-sdk/client"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/outrigger-dev/outrigger/internal/testproc"
+)
+
+// pair starts the sidecars of app a (no app) and app b (in front of appURL), which
+// find each other through a registry of their own.
+func pair(t *testing.T, appURL string, extra ...string) (a, b *testproc.Sidecar) {
+	t.Helper()
+	env := []string{"OUTRIGGER_REGISTRY_DIR=" + t.TempDir()}
+	u, err := url.Parse(appURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = testproc.Start(t, "b", testproc.WriteResources(t, nil), env, append([]string{"--app-port", u.Port()}, extra...)...)
+	a = testproc.Start(t, "a", testproc.WriteResources(t, nil), env, extra...)
+	b.WaitHealthy(t)
+	a.WaitHealthy(t)
+	return a, b
+}
+
+type received struct {
+	Method      string `json:"method"`
+	Path        string `json:"path"`
+	Query       string `json:"query"`
+	ContentType string `json:"contentType"`
+	Caller      string `json:"caller"`
+	Body        string `json:"body"`
+}
+
+func recordingApp(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/missing" {
+			http.Error(w, "no such order", http.StatusNotFound)
+			return
+		}
+		out, _ := json.Marshal(received{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+			ContentType: r.Header.Get("Content-Type"), Caller: r.Header.Get("dapr-caller-app-id"), Body: string(b)})
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(out)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// The Dapr Go SDK invokes through the gRPC API (InvokeService) of app a's sidecar.
+func TestInvokeWithSDK(t *testing.T) {
+	a, _ := pair(t, recordingApp(t).URL)
+	client, err := dapr.NewClientWithAddress(fmt.Sprintf("127.0.0.1:%d", a.GRPCPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	out, err := client.InvokeMethod(ctx, "b", "orders/latest", "get")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got received
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("%s: %v", out, err)
+	}
+	if got.Method != http.MethodGet || got.Path != "/orders/latest" || got.Caller != "a" {
+		t.Errorf("InvokeMethod: app saw %+v", got)
+	}
+
+	out, err = client.InvokeMethodWithContent(ctx, "b", "neworder", "post",
+		&dapr.DataContent{ContentType: "application/json", Data: []byte(`{"orderId":1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("%s: %v", out, err)
+	}
+	if got.Method != http.MethodPost || got.Path != "/neworder" || got.ContentType != "application/json" || got.Body != `{"orderId":1}` {
+		t.Errorf("InvokeMethodWithContent: app saw %+v", got)
+	}
+
+	// An app's 404 is a NotFound status, as Dapr maps it.
+	if _, err := client.InvokeMethod(ctx, "b", "missing", "get"); status.Code(err) != codes.NotFound {
+		t.Errorf("404 from the app: %v", err)
+	}
+	// An unknown app is Dapr's ERR_DIRECT_INVOKE, gRPC Internal.
+	_, err = client.InvokeMethod(ctx, "nobody", "x", "get")
+	if st, _ := status.FromError(err); st.Code() != codes.Internal || !strings.Contains(st.Message(), "failed to invoke, id: nobody") {
+		t.Errorf("unknown app: %v", err)
+	}
+}
+
+// The app's port is closed: the target sidecar answers Dapr's ERR_DIRECT_INVOKE.
+func TestInvokeAppDown(t *testing.T) {
+	app := httptest.NewServer(http.NotFoundHandler())
+	appURL := app.URL
+	app.Close()
+	a, _ := pair(t, appURL)
+	code, _, body := testproc.Do(t, http.MethodPost, a.URL("/v1.0/invoke/b/method/neworder"), "{}")
+	if code != http.StatusInternalServerError || !strings.Contains(body, `"errorCode":"ERR_DIRECT_INVOKE"`) ||
+		!strings.Contains(body, "failed to invoke, id: b, err: error invoking app channel") {
+		t.Fatalf("%d %s", code, body)
+	}
+}
+
+// pattern is the body the large-body test streams: a repeating, position-dependent
+// sequence, generated as it is read, so that no copy of it sits in memory.
+type pattern struct{ off, size int64 }
+
+func (p *pattern) Read(b []byte) (int, error) {
+	if p.off >= p.size {
+		return 0, io.EOF
+	}
+	n := int64(len(b))
+	if rest := p.size - p.off; n > rest {
+		n = rest
+	}
+	for i := int64(0); i < n; i++ {
+		v := p.off + i
+		b[i] = byte(v ^ v>>8 ^ v>>16)
+	}
+	p.off += n
+	return int(n), nil
+}
+
+// A 64 MiB body streams through both sidecars and back (the app echoes it as it reads
+// it), and neither sidecar's memory grows by anything near the body's size.
+func TestInvokeLargeBodyStreamsWithBoundedMemory(t *testing.T) {
+	const size = 64 << 20
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = io.Copy(w, r.Body)
+	}))
+	t.Cleanup(app.Close)
+	a, b := pair(t, app.URL, "--max-body-size", "128Mi")
+
+	// Warm both sidecars up with a small call, then take their resident memory.
+	if code, _, body := testproc.Do(t, http.MethodPost, a.URL("/v1.0/invoke/b/method/echo"), "warm"); code != http.StatusOK || body != "warm" {
+		t.Fatalf("warm-up: %d %q", code, body)
+	}
+	pids := map[string]int{"a": a.Cmd.Process.Pid, "b": b.Cmd.Process.Pid}
+	base := map[string]int64{}
+	for name, pid := range pids {
+		rss, err := rssBytes(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base[name] = rss
+	}
+	var mu sync.Mutex
+	peak := map[string]int64{}
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			for name, pid := range pids {
+				if rss, err := rssBytes(pid); err == nil {
+					mu.Lock()
+					peak[name] = max(peak[name], rss)
+					mu.Unlock()
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, a.URL("/v1.0/invoke/b/method/echo"), &pattern{size: size})
+	req.ContentLength = size
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent, got := sha256.New(), sha256.New()
+	_, _ = io.Copy(sent, &pattern{size: size})
+	n, err := io.Copy(got, resp.Body)
+	resp.Body.Close()
+	close(stop)
+	<-sampled
+	if err != nil || resp.StatusCode != http.StatusOK || n != size || !equalSums(sent, got) {
+		t.Fatalf("echo: status %d, %d bytes, %v, checksum equal %v", resp.StatusCode, n, err, equalSums(sent, got))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for name := range pids {
+		growth := peak[name] - base[name]
+		t.Logf("sidecar %s: resident %d MiB before, peak %d MiB during the 64 MiB echo (+%d MiB)",
+			name, base[name]>>20, peak[name]>>20, growth>>20)
+		if growth > 24<<20 {
+			t.Errorf("sidecar %s grew by %d MiB while streaming 64 MiB each way", name, growth>>20)
+		}
+	}
+}
+
+func equalSums(a, b hash.Hash) bool { return string(a.Sum(nil)) == string(b.Sum(nil)) }
+
+// rssBytes reads a process's resident set size from /proc.
+func rssBytes(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
