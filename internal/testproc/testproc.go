@@ -68,24 +68,25 @@ type Sidecar struct {
 	Cmd                *exec.Cmd
 	HTTPPort, GRPCPort int
 	PublicPort         int
-	output             *syncBuffer
+	output             *SyncBuffer
 	done               chan struct{}
 	exitErr            error
 	Started            time.Time
 }
 
-type syncBuffer struct {
+// SyncBuffer collects a process's output while tests read it.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
@@ -106,7 +107,7 @@ func WriteResources(t testing.TB, files map[string]string) string {
 // Start starts a sidecar on free ports; it is stopped with SIGTERM when the test ends.
 func Start(t testing.TB, appID, resources string, env []string, extraArgs ...string) *Sidecar {
 	t.Helper()
-	s := &Sidecar{HTTPPort: FreePort(t), GRPCPort: FreePort(t), PublicPort: FreePort(t), output: &syncBuffer{}, done: make(chan struct{})}
+	s := &Sidecar{HTTPPort: FreePort(t), GRPCPort: FreePort(t), PublicPort: FreePort(t), output: &SyncBuffer{}, done: make(chan struct{})}
 	args := []string{"sidecar", "--app-id", appID,
 		"--dapr-http-port", strconv.Itoa(s.HTTPPort), "--dapr-grpc-port", strconv.Itoa(s.GRPCPort),
 		"--dapr-public-port", strconv.Itoa(s.PublicPort), "--dapr-internal-grpc-port", strconv.Itoa(FreePort(t)),

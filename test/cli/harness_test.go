@@ -106,8 +106,8 @@ type run struct {
 	m      *machine
 	appID  string
 	cmd    *exec.Cmd
-	stdout syncBuffer
-	stderr syncBuffer
+	stdout testproc.SyncBuffer
+	stderr testproc.SyncBuffer
 	done   chan struct{}
 }
 
@@ -247,21 +247,4 @@ func requireTool(t *testing.T, name string) {
 		}
 		t.Skipf("%s is not installed: %v", name, err)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
