@@ -1,14 +1,18 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
+	"os"
+	"os/exec"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +24,19 @@ const (
 	invokeRate  = 1000 // requests a second, scheduled whatever the answers' pace
 	invokeConns = 16
 	invokeBody  = 1024
+	// invokeRounds is how many times each load runs, alternating, within its duration.
+	invokeRounds = 5
 )
+
+// merge adds o's calls to r, keeping the latencies sorted.
+func (r loadResult) merge(o loadResult) loadResult {
+	r.ops += o.ops
+	r.errors += o.errors
+	r.elapsed += o.elapsed
+	r.latencies = append(r.latencies, o.latencies...)
+	sort.Slice(r.latencies, func(i, j int) bool { return r.latencies[i] < r.latencies[j] })
+	return r
+}
 
 // openLoad sends rate requests a second for d from a fixed schedule, over conns
 // workers (one connection each), and measures each latency from the time the request
@@ -66,23 +82,71 @@ func openLoad(ctx context.Context, rate, conns int, d time.Duration, op func(ctx
 	return res
 }
 
+// envAppB makes the test binary serve as app B instead of running tests (TestMain).
+const envAppB = "OUTRIGGER_BENCH_APP_B"
+
+// TestMain lets the benchmark run app B as a process of its own: the test binary,
+// started again with envAppB set, answers POST /echo with 1 KB and prints its address.
+func TestMain(m *testing.M) {
+	if os.Getenv(envAppB) == "" {
+		os.Exit(m.Run())
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(ln.Addr().String())
+	answer := bytes.Repeat([]byte("b"), invokeBody)
+	_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write(answer)
+	}))
+}
+
+// startAppB runs app B as its own process and returns its address.
+func startAppB(b *testing.B) string {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), envAppB+"=1")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		addr <- strings.TrimSpace(line)
+	}()
+	select {
+	case a := <-addr:
+		if a == "" {
+			b.Fatal("app B printed no address")
+		}
+		return a
+	case <-time.After(30 * time.Second):
+		b.Fatal("app B did not start")
+		return ""
+	}
+}
+
 // BenchmarkInvoke measures app A calling app B's POST /echo with a 1 KB body (and a
 // 1 KB answer) at a fixed 1,000 requests a second over 16 connections: directly (the
-// baseline), then through A's sidecar and B's sidecar (HTTP in, the internal gRPC
+// baseline; app B runs as a separate process), then through A's sidecar and B's sidecar (HTTP in, the internal gRPC
 // stream between the sidecars, HTTP to B), both in one run. It reports p50, p90 and
 // p99 of each and the latency the sidecars add at each percentile. Run with
 // -benchtime=1x; OUTRIGGER_BENCH_DURATION sets each phase's length (5s).
 func BenchmarkInvoke(b *testing.B) {
 	ctx := context.Background()
 	d := benchDuration()
-	answer := bytes.Repeat([]byte("b"), invokeBody)
-	appB := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/octet-stream")
-		_, _ = w.Write(answer)
-	}))
-	defer appB.Close()
-	u, _ := url.Parse(appB.URL)
+	// App A is this process; app B is a process of its own, as apps are.
+	appB := "http://" + startAppB(b)
+	u, _ := url.Parse(appB)
 
 	env := []string{"OUTRIGGER_REGISTRY_DIR=" + b.TempDir()}
 	sidecarB := testproc.Start(b, "b", testproc.WriteResources(b, nil), env, "--app-port", u.Port())
@@ -111,7 +175,7 @@ func BenchmarkInvoke(b *testing.B) {
 			return nil
 		}
 	}
-	directOp := post(appB.URL + "/echo")
+	directOp := post(appB + "/echo")
 	sidecarOp := post(sidecarA.URL("/v1.0/invoke/b/method/echo"))
 
 	// Warm both paths up: connections, the sidecars' gRPC connection, the runtimes.
@@ -120,8 +184,13 @@ func BenchmarkInvoke(b *testing.B) {
 	openLoad(ctx, invokeRate, invokeConns, warm, sidecarOp)
 
 	for i := 0; i < b.N; i++ {
-		direct := openLoad(ctx, invokeRate, invokeConns, d, directOp)
-		via := openLoad(ctx, invokeRate, invokeConns, d, sidecarOp)
+		// The two loads alternate in rounds, so that a slow spell of the machine falls
+		// on both rather than on one.
+		var direct, via loadResult
+		for r := 0; r < invokeRounds; r++ {
+			direct = direct.merge(openLoad(ctx, invokeRate, invokeConns, d/invokeRounds, directOp))
+			via = via.merge(openLoad(ctx, invokeRate, invokeConns, d/invokeRounds, sidecarOp))
+		}
 		for _, r := range []struct {
 			name string
 			res  loadResult

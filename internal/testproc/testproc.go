@@ -114,7 +114,8 @@ func Start(t testing.TB, appID, resources string, env []string, extraArgs ...str
 		"--metrics-port", strconv.Itoa(FreePort(t)), "--resources-path", resources}
 	args = append(args, extraArgs...)
 	s.Cmd = exec.Command(Binary(t), args...)
-	s.Cmd.Env = append(os.Environ(), env...)
+	// Sidecars of one test binary share a registry of their own, never the user's.
+	s.Cmd.Env = append(append(os.Environ(), "OUTRIGGER_REGISTRY_DIR="+registryDir(t)), env...)
 	s.Cmd.Stderr = s.output
 	s.Cmd.Stdout = s.output
 	s.Started = time.Now()
@@ -225,4 +226,23 @@ func (s *Sidecar) Done() <-chan struct{} { return s.done }
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+var (
+	registryOnce sync.Once
+	registry     string
+)
+
+// registryDir is one temporary registry directory per test binary, removed with the
+// binary's other temporary files by the OS; tests that need their own pass
+// OUTRIGGER_REGISTRY_DIR in env, which comes later and wins.
+func registryDir(t testing.TB) string {
+	registryOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "outrigger-registry-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		registry = dir
+	})
+	return registry
 }

@@ -482,13 +482,11 @@ func TestGRPCProxying(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
 	hs := health.NewServer()
 	hs.SetServingStatus("orders", healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(srv, hs)
 	var mdMu sync.Mutex
 	var appMD metadata.MD
-	srv = grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	srv := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		md, _ := metadata.FromIncomingContext(ctx)
 		mdMu.Lock()
 		appMD = md
@@ -516,7 +514,7 @@ spec:
       - name: /grpc.health.v1.Health/Check
         action: deny
 `)
-	m.sidecar("b", "http://"+ln.Addr().String(), "--app-protocol", "grpc", "--config", config, "env:APP_API_TOKEN=app-secret")
+	b := m.sidecar("b", "http://"+ln.Addr().String(), "--app-protocol", "grpc", "--config", config, "env:APP_API_TOKEN=app-secret")
 	a := m.sidecar("a", "")
 	c := m.sidecar("c", "")
 
@@ -544,7 +542,10 @@ spec:
 	}
 	mdMu.Unlock()
 
-	// An unknown service of the app answers as the app does.
+	// The app's own sidecar proxies to it directly.
+	if res, err := check(b, "b"); err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("own app: %v, %v", res, err)
+	}
 	if _, err := check(c, "b"); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("denied caller: %v", err)
 	}

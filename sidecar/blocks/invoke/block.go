@@ -107,7 +107,7 @@ func (b *Block) Invoke(ctx context.Context, req *Request) (*Response, error) {
 	var resp *Response
 	var err error
 	if isURL(req.Target) {
-		resp, err = b.invokeExternal(ctx, req.Target, req.Target, nil, req, header)
+		resp, err = b.invokeExternal(ctx, req.Target, req.Target, req, header)
 	} else if ep, ok := b.endpoint(req.Target); ok {
 		resp, err = b.invokeEndpoint(ctx, ep, req, header)
 	} else {
@@ -301,10 +301,10 @@ func (b *Block) invokeEndpoint(ctx context.Context, ep *daprv1alpha1.HTTPEndpoin
 		}
 		header.Set(h.Name, v)
 	}
-	return b.invokeExternal(ctx, ep.Name, ep.Spec.BaseURL, ep, req, header)
+	return b.invokeExternal(ctx, ep.Name, ep.Spec.BaseURL, req, header)
 }
 
-func (b *Block) invokeExternal(ctx context.Context, name, baseURL string, _ *daprv1alpha1.HTTPEndpoint, req *Request, header http.Header) (*Response, error) {
+func (b *Block) invokeExternal(ctx context.Context, name, baseURL string, req *Request, header http.Header) (*Response, error) {
 	client := b.External
 	if client == nil {
 		client = defaultExternal

@@ -80,23 +80,21 @@ func Handler(director Director, toStatus func(error) error) grpc.StreamHandler {
 			return err
 		}
 
-		// Caller to target, until the caller half-closes.
-		upstream := make(chan error, 1)
+		// Caller to target, until the caller half-closes. When the target ends the call
+		// first, SendMsg fails and its status comes through RecvMsg below; when the
+		// caller's side breaks, the call to the target is cancelled.
 		go func() {
 			for {
 				f := &frame{}
 				if err := ss.RecvMsg(f); err != nil {
 					if errors.Is(err, io.EOF) {
-						upstream <- cs.CloseSend()
-						return
+						_ = cs.CloseSend()
+					} else {
+						cancel()
 					}
-					cancel()
-					upstream <- err
 					return
 				}
 				if err := cs.SendMsg(f); err != nil {
-					// The target ended the call; its status comes through RecvMsg below.
-					upstream <- nil
 					return
 				}
 			}

@@ -30,19 +30,23 @@ const daprMigrationLevel = "2" // Dapr v1: 1 created the table, 2 added expireda
 func (s *Store) migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	o := &s.opts
 	createMeta := `CREATE TABLE IF NOT EXISTS ` + o.metaTable + ` (key text NOT NULL PRIMARY KEY, value text NOT NULL)`
-	// Concurrent CREATE TABLE IF NOT EXISTS can still fail on pg_type's unique index;
-	// the loser retries and then finds the table.
-	var err error
-	for range 3 {
-		if _, err = pool.Exec(ctx, createMeta); err == nil || !isUniqueViolation(err) {
-			break
+	// Concurrent CREATE TABLE IF NOT EXISTS can fail on pg_type's unique index, however
+	// often it is retried while the winner's transaction is open. An advisory lock on the
+	// table's name makes our sidecars create it one at a time; Dapr's lock row, below,
+	// then serialises the migrations with Dapr's sidecars too.
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, o.metaTable); err != nil {
+			return fmt.Errorf("take the advisory lock for %s: %w", o.metaTable, err)
 		}
-	}
-	if err != nil {
-		return fmt.Errorf("create metadata table %s: %w", o.metaTable, err)
-	}
-	if _, err := pool.Exec(ctx, `INSERT INTO `+o.metaTable+` (key, value) VALUES ('lock', 'lock') ON CONFLICT (key) DO NOTHING`); err != nil {
-		return fmt.Errorf("create migration lock row in %s: %w", o.metaTable, err)
+		if _, err := tx.Exec(ctx, createMeta); err != nil {
+			return fmt.Errorf("create metadata table %s: %w", o.metaTable, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO `+o.metaTable+` (key, value) VALUES ('lock', 'lock') ON CONFLICT (key) DO NOTHING`); err != nil {
+			return fmt.Errorf("create migration lock row in %s: %w", o.metaTable, err)
+		}
+		return nil
+	}); err != nil {
+		return err
 	}
 
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
