@@ -2,12 +2,10 @@ package postgresql
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -125,9 +123,4 @@ func columns(ctx context.Context, tx pgx.Tx, table string) (map[string]bool, err
 		cols[n] = true
 	}
 	return cols, nil
-}
-
-func isUniqueViolation(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
