@@ -11,7 +11,7 @@ CONTROLLER_GEN ?= go tool controller-gen
 # The envtest binaries are built once and cached outside the clone (see hack/setup-envtest.sh).
 ENVTEST_ASSETS = $(shell hack/setup-envtest.sh | tail -n 1)
 KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo "$$(hack/setup-envtest.sh | tail -n 1)/kubectl")
-GO_TEST_FLAGS ?= -race -timeout 20m
+GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
