@@ -20,6 +20,7 @@ import (
 
 	daprv1alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v1alpha1"
 	daprv2alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v2alpha1"
+	"github.com/outrigger-dev/outrigger/internal/testenv"
 )
 
 func ctx(t *testing.T) context.Context {
@@ -275,8 +276,9 @@ func (w *warnings) HandleWarningHeaderWithContext(_ context.Context, _ int, _ st
 	w.msgs = append(w.msgs, msg)
 }
 
-func TestUnimplementedComponentTypeIsAcceptedWithWarning(t *testing.T) {
-	e := env(t)
+// warningClient is a client whose admission warnings the test can read.
+func warningClient(t *testing.T, e *testenv.Env) (client.Client, *warnings) {
+	t.Helper()
 	cfg := rest.CopyConfig(e.Config)
 	w := &warnings{}
 	cfg.WarningHandlerWithContext = w
@@ -284,6 +286,12 @@ func TestUnimplementedComponentTypeIsAcceptedWithWarning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, w
+}
+
+func TestUnimplementedComponentTypeIsAcceptedWithWarning(t *testing.T) {
+	e := env(t)
+	c, w := warningClient(t, e)
 	comp := &daprv1alpha1.Component{}
 	comp.Name, comp.Namespace = "exotic", e.Namespace(t, "warn")
 	comp.Spec.Type, comp.Spec.Version = "bindings.carrier-pigeon", "v1"
@@ -300,13 +308,7 @@ func TestUnimplementedComponentTypeIsAcceptedWithWarning(t *testing.T) {
 // A type a sidecar of this build can load gets no warning.
 func TestImplementedComponentTypeHasNoWarning(t *testing.T) {
 	e := env(t)
-	cfg := rest.CopyConfig(e.Config)
-	w := &warnings{}
-	cfg.WarningHandlerWithContext = w
-	c, err := client.New(cfg, client.Options{Scheme: e.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, w := warningClient(t, e)
 	comp := &daprv1alpha1.Component{}
 	comp.Name, comp.Namespace = "statestore", e.Namespace(t, "nowarn")
 	comp.Spec.Type, comp.Spec.Version = "state.redis", "v1"
