@@ -19,17 +19,6 @@ import (
 
 const workers = 16
 
-const redisComponent = `apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: statestore
-spec:
-  type: state.redis
-  version: v1
-  metadata:
-  - name: redisHost
-    value: 127.0.0.1:6379
-`
 
 // BenchmarkStateSaveGet measures save+get pairs from 16 concurrent clients: go-redis
 // SET+GET directly on Redis (the baseline), then the same through the sidecar over HTTP
@@ -45,7 +34,7 @@ func BenchmarkStateSaveGet(b *testing.B) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", PoolSize: workers})
 	defer rdb.Close()
 
-	s := testproc.Start(b, "bench", testproc.WriteResources(b, map[string]string{"statestore.yaml": redisComponent}), nil)
+	s := testproc.Start(b, "bench", testproc.WriteResources(b, map[string]string{"statestore.yaml": testproc.RedisStateStore}), nil)
 	s.WaitHealthy(b)
 	time.Sleep(time.Second) // let the idle process settle before reading its memory
 	idle, err := rssBytes(s.Cmd.Process.Pid)

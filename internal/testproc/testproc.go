@@ -246,3 +246,17 @@ func registryDir(t testing.TB) string {
 	})
 	return registry
 }
+
+// RedisStateStore is a Component manifest of the state store "statestore" on the
+// loopback Redis.
+const RedisStateStore = `apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: statestore
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: 127.0.0.1:6379
+`

@@ -38,17 +38,7 @@ spec:
 		},
 		"redis": func(t *testing.T) string {
 			testproc.RequireServer(t, "Redis", "127.0.0.1:6379")
-			return `apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: statestore
-spec:
-  type: state.redis
-  version: v1
-  metadata:
-  - name: redisHost
-    value: 127.0.0.1:6379
-`
+			return testproc.RedisStateStore
 		},
 	}
 }
