@@ -19,7 +19,6 @@ import (
 
 const workers = 16
 
-
 // BenchmarkStateSaveGet measures save+get pairs from 16 concurrent clients: go-redis
 // SET+GET directly on Redis (the baseline), then the same through the sidecar over HTTP
 // and over gRPC (the official Dapr Go SDK), all in one run; it reports each
