@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -31,6 +33,15 @@ const (
 	LabelWorkload = "outrigger.dapr.io/workload"
 	// LabelEnabled marks app Services like Dapr's operator does.
 	LabelEnabled = "dapr.io/enabled"
+)
+
+// Prometheus discovery annotations on app Services, as Dapr's operator sets them
+// (scrape is Dapr's deprecated spelling of probe, kept for old configurations).
+const (
+	annotationPrometheusProbe  = "prometheus.io/probe"
+	annotationPrometheusScrape = "prometheus.io/scrape"
+	annotationPrometheusPort   = "prometheus.io/port"
+	annotationPrometheusPath   = "prometheus.io/path"
 )
 
 // Names of the app Service's ports, as Dapr's operator names them.
@@ -91,7 +102,16 @@ func (r *appServiceReconciler) Reconcile(ctx context.Context, req reconcile.Requ
 	if !w.GetDeletionTimestamp().IsZero() || !injector.Enabled(tmpl.Annotations) {
 		return ctrl.Result{}, r.deleteServices(ctx, req.Namespace, r.workloadLabel(req.Name), "")
 	}
-	// The workload's name stands in for the pod name: app-id defaults to it.
+	// A StatefulSet's pods are named <set>-<ordinal>, and without dapr.io/app-id each
+	// one's sidecar takes its own name as app id: no single Service can serve them, so
+	// like Dapr's operator we keep none and say why.
+	if r.kind == "StatefulSet" && strings.TrimSpace(tmpl.Annotations[injector.AnnotationAppID]) == "" {
+		r.recorder.Eventf(w.object(), nil, corev1.EventTypeWarning, "MissingAppID", "AppService",
+			"no app Service: set %s on the pod template so that its pods share one app id", injector.AnnotationAppID)
+		return ctrl.Result{}, r.deleteServices(ctx, req.Namespace, r.workloadLabel(req.Name), "")
+	}
+	// A Deployment's name stands in for its pods' generated names: the injector derives
+	// the same app id from them.
 	cfg, err := injector.ParseAnnotations(w.GetName(), tmpl.Annotations, injector.Defaults{Image: "unused"})
 	if err != nil {
 		r.recorder.Eventf(w.object(), nil, corev1.EventTypeWarning, "InvalidAnnotations", "AppService", "%v", err)
@@ -108,6 +128,20 @@ func (r *appServiceReconciler) Reconcile(ctx context.Context, req reconcile.Requ
 		svc.Labels[LabelManagedBy] = ManagedBy
 		svc.Labels[LabelWorkload] = r.workloadLabel(w.GetName())
 		svc.Labels[LabelEnabled] = "true"
+		// Dapr's operator annotates the Service so Prometheus finds the sidecars.
+		if svc.Annotations == nil {
+			svc.Annotations = map[string]string{}
+		}
+		svc.Annotations[injector.AnnotationAppID] = cfg.AppID
+		for _, k := range []string{annotationPrometheusProbe, annotationPrometheusScrape, annotationPrometheusPort, annotationPrometheusPath} {
+			delete(svc.Annotations, k)
+		}
+		if cfg.EnableMetrics {
+			svc.Annotations[annotationPrometheusProbe] = "true"
+			svc.Annotations[annotationPrometheusScrape] = "true"
+			svc.Annotations[annotationPrometheusPort] = strconv.Itoa(int(cfg.MetricsPort))
+			svc.Annotations[annotationPrometheusPath] = "/"
+		}
 		svc.Spec.ClusterIP = corev1.ClusterIPNone
 		svc.Spec.Selector = w.selector().MatchLabels
 		svc.Spec.Ports = appServicePorts(cfg)

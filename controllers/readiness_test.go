@@ -18,9 +18,11 @@ import (
 	"github.com/outrigger-dev/outrigger/internal/testenv"
 )
 
-func componentStatus(o client.Object) *common.Status    { return &o.(*daprv1alpha1.Component).Status }
-func subscriptionStatus(o client.Object) *common.Status { return &o.(*daprv2alpha1.Subscription).Status }
-func resiliencyStatus(o client.Object) *common.Status   { return &o.(*daprv1alpha1.Resiliency).Status }
+func componentStatus(o client.Object) *common.Status { return &o.(*daprv1alpha1.Component).Status }
+func subscriptionStatus(o client.Object) *common.Status {
+	return &o.(*daprv2alpha1.Subscription).Status
+}
+func resiliencyStatus(o client.Object) *common.Status { return &o.(*daprv1alpha1.Resiliency).Status }
 
 func TestComponentBecomesReadyWhenItsSecretAppears(t *testing.T) {
 	e, c := env(t), ctx(t)

@@ -106,6 +106,11 @@ func TestAppServiceAndSidecarRBACFollowAnnotatedDeployments(t *testing.T) {
 	if owner := metav1.GetControllerOf(svc); owner == nil || owner.Kind != "Deployment" || owner.Name != "nodeapp" {
 		t.Errorf("owner = %+v, want the Deployment", owner)
 	}
+	for k, want := range map[string]string{"dapr.io/app-id": "nodeapp", "prometheus.io/probe": "true", "prometheus.io/port": "9090", "prometheus.io/path": "/"} {
+		if svc.Annotations[k] != want {
+			t.Errorf("annotation %s = %q, want %q", k, svc.Annotations[k], want)
+		}
+	}
 
 	// app-id defaults to the workload's name; annotated ports are followed.
 	quietSvc := &corev1.Service{}
@@ -182,6 +187,20 @@ func TestAppServiceForStatefulSetAndAnnotationRemoval(t *testing.T) {
 	eventually(t, c, "Service moved to ledger2-dapr", func() bool {
 		return exists(c, e, &corev1.Service{}, ns, "ledger2-dapr") && gone(c, e, &corev1.Service{}, ns, "books-dapr")
 	})
+	// Without an app id its pods would each be their own app: no Service then, as in Dapr.
+	delete(sts.Spec.Template.Annotations, "dapr.io/app-id")
+	if err := e.Client.Update(c, sts); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, c, "Service removed without an app id", func() bool { return gone(c, e, &corev1.Service{}, ns, "ledger2-dapr") })
+	if !gone(c, e, &corev1.Service{}, ns, "ledger-dapr") {
+		t.Error("a Service was made for a StatefulSet without dapr.io/app-id")
+	}
+	sts.Spec.Template.Annotations["dapr.io/app-id"] = "ledger2"
+	if err := e.Client.Update(c, sts); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, c, "Service back", func() bool { return exists(c, e, &corev1.Service{}, ns, "ledger2-dapr") })
 	sts.Spec.Template.Annotations["dapr.io/enabled"] = "false"
 	if err := e.Client.Update(c, sts); err != nil {
 		t.Fatal(err)

@@ -88,10 +88,20 @@ func (m *Manager) Ensure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := m.writeFiles(b); err != nil {
+	// Clients must trust a new CA before the server presents a certificate it signed:
+	// the bundle goes out first (it still holds the previous CA), then the files the
+	// webhook server reloads. Only the very first start has no server to protect.
+	_, statErr := os.Stat(filepath.Join(m.CertDir, KeyTLSCert))
+	if statErr != nil {
+		if err := m.writeFiles(b); err != nil {
+			return err
+		}
+		return m.injectCABundle(ctx, b.CABundle(m.now()))
+	}
+	if err := m.injectCABundle(ctx, b.CABundle(m.now())); err != nil {
 		return err
 	}
-	return m.injectCABundle(ctx, b.CABundle(m.now()))
+	return m.writeFiles(b)
 }
 
 func (m *Manager) now() time.Time {

@@ -253,15 +253,22 @@ func TestSeedDeploymentsGetSidecars(t *testing.T) {
 	e, c := env(t), ctx(t)
 	ns := e.Namespace(t, "seed")
 	cases := []struct {
-		file string
-		want map[string]string
+		name, file string
+		noAppID    bool
+		want       map[string]string
 	}{
-		{"node.yaml", map[string]string{"--app-id": "nodeapp", "--app-port": "3000", "--enable-api-logging": "true"}},
-		{"python.yaml", map[string]string{"--app-id": "pythonapp", "--enable-api-logging": "true"}},
+		{"node", "node.yaml", false, map[string]string{"--app-id": "nodeapp", "--app-port": "3000", "--enable-api-logging": "true"}},
+		{"python", "python.yaml", false, map[string]string{"--app-id": "pythonapp", "--enable-api-logging": "true"}},
+		// Without dapr.io/app-id the pod's generated name gives the Deployment's name,
+		// the same app id its app Service <app-id>-dapr is named after.
+		{"node without app-id", "node.yaml", true, map[string]string{"--app-id": "nodeapp", "--app-port": "3000"}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.file, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			dep := readDeployment(t, "../../examples/hello-kubernetes/deploy/"+tc.file)
+			if tc.noAppID {
+				delete(dep.Spec.Template.Annotations, "dapr.io/app-id")
+			}
 			p := &corev1.Pod{
 				ObjectMeta: *dep.Spec.Template.ObjectMeta.DeepCopy(),
 				Spec:       *dep.Spec.Template.Spec.DeepCopy(),
