@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -75,6 +76,8 @@ func sidecarSubjects(templates []*corev1.PodTemplateSpec) (all, withSecrets []st
 type sidecarRBACReconciler struct{ client client.Client }
 
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=batch,resources=jobs;cronjobs,verbs=get;list;watch
 
 func (r *sidecarRBACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
 	ns := req.Namespace
@@ -95,6 +98,34 @@ func (r *sidecarRBACReconciler) Reconcile(ctx context.Context, req reconcile.Req
 	for i := range sets.Items {
 		if sets.Items[i].DeletionTimestamp.IsZero() {
 			templates = append(templates, &sets.Items[i].Spec.Template)
+		}
+	}
+	// The injector also serves the pods of DaemonSets, Jobs and CronJobs.
+	daemons := &appsv1.DaemonSetList{}
+	if err := r.client.List(ctx, daemons, client.InNamespace(ns)); err != nil {
+		return ctrl.Result{}, err
+	}
+	for i := range daemons.Items {
+		if daemons.Items[i].DeletionTimestamp.IsZero() {
+			templates = append(templates, &daemons.Items[i].Spec.Template)
+		}
+	}
+	jobs := &batchv1.JobList{}
+	if err := r.client.List(ctx, jobs, client.InNamespace(ns)); err != nil {
+		return ctrl.Result{}, err
+	}
+	for i := range jobs.Items {
+		if jobs.Items[i].DeletionTimestamp.IsZero() {
+			templates = append(templates, &jobs.Items[i].Spec.Template)
+		}
+	}
+	crons := &batchv1.CronJobList{}
+	if err := r.client.List(ctx, crons, client.InNamespace(ns)); err != nil {
+		return ctrl.Result{}, err
+	}
+	for i := range crons.Items {
+		if crons.Items[i].DeletionTimestamp.IsZero() {
+			templates = append(templates, &crons.Items[i].Spec.JobTemplate.Spec.Template)
 		}
 	}
 	all, withSecrets := sidecarSubjects(templates)
@@ -155,6 +186,9 @@ func setupSidecarRBAC(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).Named("sidecar-rbac").
 		Watches(&appsv1.Deployment{}, toNamespace).
 		Watches(&appsv1.StatefulSet{}, toNamespace).
+		Watches(&appsv1.DaemonSet{}, toNamespace).
+		Watches(&batchv1.Job{}, toNamespace).
+		Watches(&batchv1.CronJob{}, toNamespace).
 		Watches(&rbacv1.Role{}, toNamespace, builder.WithPredicates(ours)).
 		Watches(&rbacv1.RoleBinding{}, toNamespace, builder.WithPredicates(ours)).
 		Complete(&sidecarRBACReconciler{client: mgr.GetClient()})

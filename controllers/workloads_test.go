@@ -7,6 +7,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -77,6 +78,18 @@ func TestAppServiceAndSidecarRBACFollowAnnotatedDeployments(t *testing.T) {
 		"dapr.io/enabled": "true", "dapr.io/app-id": "nodeapp", "dapr.io/app-port": "3000", "dapr.io/enable-api-logging": "true",
 	}, "")
 	plain := newDeployment(ns, "plain", nil, "")
+	// A CronJob's pods are injected too: its service account gets the sidecar Role.
+	cron := &batchv1.CronJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nightly"},
+		Spec: batchv1.CronJobSpec{Schedule: "0 3 * * *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
+			Template: podTemplate(nil, map[string]string{"dapr.io/enabled": "true", "dapr.io/app-id": "nightly",
+				"dapr.io/disable-builtin-k8s-secret-store": "true"}, "batch-sa"),
+		}}},
+	}
+	cron.Spec.JobTemplate.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
+	if err := e.Client.Create(c, cron); err != nil {
+		t.Fatal(err)
+	}
 	quiet := newDeployment(ns, "quiet", map[string]string{
 		"dapr.io/enabled": "true", "dapr.io/disable-builtin-k8s-secret-store": "true", "dapr.io/grpc-port": "50011",
 	}, "quiet-sa")
@@ -126,7 +139,7 @@ func TestAppServiceAndSidecarRBACFollowAnnotatedDeployments(t *testing.T) {
 
 	binding := &rbacv1.RoleBinding{}
 	eventually(t, c, "sidecar RoleBinding for both accounts", func() bool {
-		return exists(c, e, binding, ns, controllers.SidecarRoleName) && slices.Equal(subjects(binding), []string{"default", "quiet-sa"})
+		return exists(c, e, binding, ns, controllers.SidecarRoleName) && slices.Equal(subjects(binding), []string{"batch-sa", "default", "quiet-sa"})
 	})
 	role := &rbacv1.Role{}
 	if !exists(c, e, role, ns, controllers.SidecarRoleName) || len(role.Rules) != 1 || role.Rules[0].APIGroups[0] != "dapr.io" ||
@@ -156,6 +169,9 @@ func TestAppServiceAndSidecarRBACFollowAnnotatedDeployments(t *testing.T) {
 		return gone(c, e, &rbacv1.Role{}, ns, controllers.SidecarSecretsRoleName) && gone(c, e, &rbacv1.RoleBinding{}, ns, controllers.SidecarSecretsRoleName)
 	})
 	if err := e.Client.Delete(c, quiet); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Client.Delete(c, cron); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, c, "sidecar RBAC removed", func() bool {
