@@ -538,12 +538,12 @@ func groupAlive(pgid int) bool {
 		if err != nil {
 			continue
 		}
-		stat, ok := procStat(pid)
-		if !ok {
+		f, err := selfhosted.ProcStat(pid)
+		if err != nil {
 			continue
 		}
 		// state, ppid, pgrp, ...
-		if f := strings.Fields(stat); len(f) >= 3 && f[2] == want && f[0] != "Z" && f[0] != "X" {
+		if len(f) >= 3 && f[2] == want && f[0] != "Z" && f[0] != "X" {
 			return true
 		}
 	}

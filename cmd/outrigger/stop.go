@@ -62,13 +62,13 @@ func stopApp(dir, appID string, timeout time.Duration) error {
 		return err
 	}
 	switch {
-	case e.RunPID > 0 && selfhosted.Alive(e.RunPID) && startedBy(e.SidecarPID, e.RunPID):
+	case e.RunPID > 0 && selfhosted.Running(e.RunPID, e.RunStart) && startedBy(e.SidecarPID, e.RunPID):
 		// outrigger run stops the app and the sidecar in order, and cleans up.
 		if err := syscall.Kill(e.RunPID, syscall.SIGTERM); err != nil {
 			return fmt.Errorf("stop %s: signal outrigger run (pid %d): %w", appID, e.RunPID, err)
 		}
 	default:
-		if e.AppPID > 0 && selfhosted.Alive(e.AppPID) {
+		if e.AppPID > 0 && selfhosted.Running(e.AppPID, e.AppStart) {
 			// outrigger run starts the app as the leader of its own process group.
 			if err := syscall.Kill(-e.AppPID, syscall.SIGTERM); err != nil {
 				_ = syscall.Kill(e.AppPID, syscall.SIGTERM)
@@ -78,16 +78,20 @@ func stopApp(dir, appID string, timeout time.Duration) error {
 			return fmt.Errorf("stop %s: signal the sidecar (pid %d): %w", appID, e.SidecarPID, err)
 		}
 	}
-	pids := map[string]int{"outrigger run": e.RunPID, "sidecar": e.SidecarPID, "app": e.AppPID}
+	type proc struct {
+		pid   int
+		start uint64
+	}
+	procs := map[string]proc{"outrigger run": {e.RunPID, e.RunStart}, "sidecar": {e.SidecarPID, e.SidecarStart}, "app": {e.AppPID, e.AppStart}}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		var left []string
-		for name, pid := range pids {
-			if pid > 0 && running(pid) {
-				left = append(left, name+" (pid "+strconv.Itoa(pid)+")")
+		for name, p := range procs {
+			if p.pid > 0 && running(p.pid, p.start) {
+				left = append(left, name+" (pid "+strconv.Itoa(p.pid)+")")
 			}
 		}
 		if len(left) == 0 {
@@ -105,42 +109,26 @@ func stopApp(dir, appID string, timeout time.Duration) error {
 // system has given to another process since is never signalled. Without /proc it trusts
 // the registry.
 func startedBy(sidecarPID, runPID int) bool {
-	stat, ok := procStat(sidecarPID)
-	if !ok {
+	fields, err := selfhosted.ProcStat(sidecarPID)
+	if err != nil {
 		return true
 	}
 	// Fields after the command: state, ppid, ...
-	fields := strings.Fields(stat)
 	if len(fields) < 2 {
 		return true
 	}
 	return fields[1] == strconv.Itoa(runPID)
 }
 
-// procStat is /proc/<pid>/stat after the command name, which is in parentheses and may
-// hold any byte.
-func procStat(pid int) (string, bool) {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return "", false
-	}
-	i := strings.LastIndexByte(string(stat), ')')
-	if i < 0 {
-		return "", false
-	}
-	return string(stat[i+1:]), true
-}
-
 // running reports whether the process exists and has not exited: a zombie, which
 // has exited but whose parent has not collected it yet, counts as stopped.
-func running(pid int) bool {
-	if !selfhosted.Alive(pid) {
+func running(pid int, start uint64) bool {
+	if !selfhosted.Running(pid, start) {
 		return false
 	}
-	stat, ok := procStat(pid)
-	if !ok {
+	fields, err := selfhosted.ProcStat(pid)
+	if err != nil {
 		return true
 	}
-	fields := strings.Fields(stat)
 	return len(fields) == 0 || fields[0] != "Z"
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -24,11 +25,16 @@ type Entry struct {
 	AppPort          int    `json:"appPort,omitempty"`
 	// SidecarPID is the sidecar process; RunPID the `outrigger run` process, when one
 	// started the sidecar (0 otherwise); AppPID the app's process, when known.
-	SidecarPID int       `json:"sidecarPid"`
-	RunPID     int       `json:"runPid,omitempty"`
-	AppPID     int       `json:"appPid,omitempty"`
-	Command    string    `json:"command,omitempty"`
-	Started    time.Time `json:"started"`
+	SidecarPID int `json:"sidecarPid"`
+	RunPID     int `json:"runPid,omitempty"`
+	AppPID     int `json:"appPid,omitempty"`
+	// The processes' start times (clock ticks since boot) tell them from later
+	// processes that reuse their pids after a crash or a reboot. Write fills them.
+	SidecarStart uint64    `json:"sidecarStart,omitempty"`
+	RunStart     uint64    `json:"runStart,omitempty"`
+	AppStart     uint64    `json:"appStart,omitempty"`
+	Command      string    `json:"command,omitempty"`
+	Started      time.Time `json:"started"`
 }
 
 // Dir is the registry directory: $OUTRIGGER_REGISTRY_DIR, else ~/.outrigger/registry.
@@ -53,6 +59,8 @@ func Write(dir string, e Entry) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("registry: %w", err)
 	}
+	// Entries are written while their processes run, so this reads the right ones.
+	e.SidecarStart, e.RunStart, e.AppStart = startOf(e.SidecarPID), startOf(e.RunPID), startOf(e.AppPID)
 	data, err := json.MarshalIndent(e, "", "  ")
 	if err != nil {
 		return err
@@ -96,7 +104,7 @@ func Lookup(dir, appID string) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	if !Alive(e.SidecarPID) {
+	if !Running(e.SidecarPID, e.SidecarStart) {
 		return Entry{}, fmt.Errorf("registry: %s's sidecar (pid %d) is gone: %w", appID, e.SidecarPID, os.ErrNotExist)
 	}
 	return e, nil
@@ -111,7 +119,7 @@ func List(dir string) ([]Entry, error) {
 	var out []Entry
 	for _, f := range files {
 		e, err := read(f)
-		if err != nil || !Alive(e.SidecarPID) {
+		if err != nil || !Running(e.SidecarPID, e.SidecarStart) {
 			continue
 		}
 		out = append(out, e)
@@ -139,4 +147,53 @@ func Alive(pid int) bool {
 	}
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// Running reports whether pid is still the process that started at start; with no
+// start time recorded, or no /proc to read it from, any live process counts.
+func Running(pid int, start uint64) bool {
+	if !Alive(pid) {
+		return false
+	}
+	if start == 0 {
+		return true
+	}
+	now, err := ProcStart(pid)
+	return err != nil || now == start
+}
+
+// ProcStart reads a process's start time, in clock ticks since boot, from /proc.
+func ProcStart(pid int) (uint64, error) {
+	fields, err := ProcStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name start at field 3 (state); starttime is field 22.
+	const starttime = 22 - 3
+	if len(fields) <= starttime {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	return strconv.ParseUint(fields[starttime], 10, 64)
+}
+
+// ProcStat returns the fields of /proc/<pid>/stat after the command name, which is in
+// parentheses and may hold any byte, spaces included.
+func ProcStat(pid int) ([]string, error) {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	return strings.Fields(string(stat[i+1:])), nil
+}
+
+func startOf(pid int) uint64 {
+	if pid <= 0 {
+		return 0
+	}
+	start, _ := ProcStart(pid)
+	return start
 }

@@ -1,8 +1,10 @@
 package selfhosted
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -42,5 +44,36 @@ func TestRegistry(t *testing.T) {
 	}
 	if err := Write(dir, Entry{AppID: "../x"}); err == nil {
 		t.Error("a path in the app id is accepted")
+	}
+}
+
+// An entry whose pid now belongs to a later process (a crash, a reboot) is stale.
+func TestReusedPIDIsNotRunning(t *testing.T) {
+	dir := t.TempDir()
+	me := os.Getpid()
+	if err := Write(dir, Entry{AppID: "app", SidecarPID: me}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Lookup(dir, "app")
+	if err != nil || e.SidecarStart == 0 {
+		t.Fatalf("entry %+v, %v: want a recorded start time", e, err)
+	}
+	if !Running(me, e.SidecarStart) {
+		t.Error("this process does not count as running")
+	}
+	if Running(me, e.SidecarStart+1) {
+		t.Error("a process with another start time counts as the recorded one")
+	}
+	// Forge an entry for this pid with another start time, as a reused pid would look.
+	e.SidecarStart++
+	data, _ := json.Marshal(e)
+	if err := os.WriteFile(filepath.Join(dir, "app.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Lookup(dir, "app"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a reused pid resolves: %v", err)
+	}
+	if list, _ := List(dir); len(list) != 0 {
+		t.Errorf("a reused pid is listed: %+v", list)
 	}
 }
