@@ -93,12 +93,12 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	r.Register(r.components)
 	if err := r.components.Load(ctx, set); err != nil {
-		r.components.Close(context.Background())
+		r.closeComponents()
 		return err
 	}
 	iv, err := r.setUpInvocation(set)
 	if err != nil {
-		r.components.Close(context.Background())
+		r.closeComponents()
 		return err
 	}
 	defer iv.close()
@@ -239,13 +239,23 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	stopApp()
 	stopAll()
-	r.components.Close(context.Background())
+	r.closeComponents()
 	r.log.Info("Sidecar stopped")
 	return serveErr
 }
 
+// closeComponents closes the components within the grace period: a store call that
+// never returns must not hold the process up for ever.
+func (r *Runtime) closeComponents() {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.GracefulShutdown)
+	defer cancel()
+	if err := r.components.Close(ctx); err != nil {
+		r.log.Error(err, "Closing the components")
+	}
+}
+
 func (r *Runtime) abort(err error) error {
-	r.components.Close(context.Background())
+	r.closeComponents()
 	return err
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/outrigger-dev/outrigger/sidecar/apierrors"
 	"github.com/outrigger-dev/outrigger/sidecar/blocks/invoke"
@@ -102,8 +103,15 @@ func (h *handler) invoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	defer resp.Body.Close()
 	rc := http.NewResponseController(w)
+	defer func() {
+		// A caller that stalls its upload must not hold the call open: closing the
+		// answer waits for the forwarding of the request body, so end that read first.
+		if !body.done.Load() {
+			_ = rc.SetReadDeadline(time.Now())
+		}
+		_ = resp.Body.Close()
+	}()
 	dst := w.Header()
 	for k, v := range resp.Header {
 		dst[k] = v
