@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -99,11 +100,24 @@ func TestShutdownLetsInFlightCallsFinish(t *testing.T) {
 		t.Fatal("the save never reached the store")
 	}
 	rt.Shutdown()
-	// The sidecar must wait for the save rather than stop under it.
+	// Once the shutdown has closed the listener, the sidecar must still be waiting for
+	// the save rather than have stopped under it.
+	for {
+		conn, err := net.DialTimeout("tcp", rt.Addr("http").String(), time.Second)
+		if err != nil {
+			break
+		}
+		_ = conn.Close()
+		select {
+		case <-ctx.Done():
+			t.Fatal("the listener never closed")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 	select {
 	case err := <-done:
 		t.Fatalf("sidecar stopped with a call in flight: %v", err)
-	case <-time.After(200 * time.Millisecond):
+	default:
 	}
 	close(store.gate)
 	select {
