@@ -100,3 +100,14 @@ var (
 func (c Code) WithStatus(httpStatus int, grpc codes.Code) Code {
 	return Code{Name: c.Name, HTTPStatus: httpStatus, GRPC: grpc}
 }
+
+// BadRequest is the code's variant for input the caller got wrong: 400, InvalidArgument.
+func (c Code) BadRequest() Code { return c.WithStatus(http.StatusBadRequest, codes.InvalidArgument) }
+
+// Conflict is the code's variant for a failed precondition such as a stale ETag: 409,
+// Aborted, as Dapr answers an ETag mismatch.
+func (c Code) Conflict() Code { return c.WithStatus(http.StatusConflict, codes.Aborted) }
+
+// StateStoreNotSupportedQuery is how Dapr reports a query on a store without the query
+// API: the same code as a transaction on a non-transactional store, but gRPC Internal.
+var StateStoreNotSupportedQuery = StateStoreNotSupported.WithStatus(http.StatusInternalServerError, codes.Internal)

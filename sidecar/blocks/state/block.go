@@ -3,11 +3,8 @@ package state
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strings"
 	"sync"
-
-	"google.golang.org/grpc/codes"
 
 	"github.com/outrigger-dev/outrigger/sidecar/apierrors"
 	"github.com/outrigger-dev/outrigger/sidecar/components/state"
@@ -374,7 +371,7 @@ func (b *Block) Query(ctx context.Context, store string, req QueryRequest) (*Que
 	if err != nil {
 		// Dapr answers a query it cannot parse with ERR_STATE_QUERY and 500; we keep
 		// the code and answer 400, the request being at fault.
-		return nil, errQueryFailed(store, http.StatusBadRequest, codes.InvalidArgument, err)
+		return nil, errQueryFailed(store, true, err)
 	}
 	scope := ""
 	if a.prefix != "" {
@@ -389,9 +386,9 @@ func (b *Block) Query(ctx context.Context, store string, req QueryRequest) (*Que
 	})
 	if err != nil {
 		if errors.Is(err, state.ErrInvalidQuery) {
-			return nil, errQueryFailed(store, http.StatusBadRequest, codes.InvalidArgument, err)
+			return nil, errQueryFailed(store, true, err)
 		}
-		return nil, errQueryFailed(store, http.StatusInternalServerError, codes.Internal, err)
+		return nil, errQueryFailed(store, false, err)
 	}
 	out := &QueryResult{}
 	if resp == nil {

@@ -2,9 +2,6 @@ package state
 
 import (
 	"errors"
-	"net/http"
-
-	"google.golang.org/grpc/codes"
 
 	"github.com/outrigger-dev/outrigger/sidecar/apierrors"
 	"github.com/outrigger-dev/outrigger/sidecar/components/state"
@@ -58,12 +55,12 @@ func errTransactionsNotSupported(store string) error {
 
 func errQueryNotSupported() error {
 	// Dapr's message does not name the store.
-	return apierrors.New(apierrors.StateStoreNotSupported.WithStatus(http.StatusInternalServerError, codes.Internal),
+	return apierrors.New(apierrors.StateStoreNotSupportedQuery,
 		"state store does not support querying").WithReason(reasonQueryUnsupported, nil)
 }
 
 func errTTLNotSupported(store string) error {
-	return apierrors.New(apierrors.StateStoreNotSupported.WithStatus(http.StatusBadRequest, codes.InvalidArgument),
+	return apierrors.New(apierrors.StateStoreNotSupported.BadRequest(),
 		"state store %s doesn't support TTL: remove metadata ttlInSeconds or use a store that declares TTL", store).
 		WithReason(reasonTTLNotSupported, nil)
 }
@@ -73,7 +70,7 @@ func errTTLNotSupported(store string) error {
 // the operation's code; we keep the code, so that apps matching on it still do, but
 // answer 400, because the fault is the request's.
 func errBadRequest(code apierrors.Code, format string, args ...any) error {
-	return apierrors.New(code.WithStatus(http.StatusBadRequest, codes.InvalidArgument), format, args...)
+	return apierrors.New(code.BadRequest(), format, args...)
 }
 
 // storeError wraps a failed store call under the operation's code, with Dapr's
@@ -84,15 +81,19 @@ func storeError(code apierrors.Code, cause error, format string, args ...any) er
 	if errors.As(cause, &ee) {
 		switch ee.Kind {
 		case state.ETagMismatch:
-			code = code.WithStatus(http.StatusConflict, codes.Aborted)
+			code = code.Conflict()
 		case state.ETagInvalid:
-			code = code.WithStatus(http.StatusBadRequest, codes.InvalidArgument)
+			code = code.BadRequest()
 		}
 	}
 	return apierrors.Wrap(code, cause, format, args...)
 }
 
-func errQueryFailed(store string, status int, grpc codes.Code, cause error) error {
-	return apierrors.Wrap(apierrors.StateQuery.WithStatus(status, grpc), cause, "state store %s query failed", store).
+func errQueryFailed(store string, callerError bool, cause error) error {
+	code := apierrors.StateQuery
+	if callerError {
+		code = code.BadRequest()
+	}
+	return apierrors.Wrap(code, cause, "state store %s query failed", store).
 		WithReason(reasonQueryFailed, nil)
 }
