@@ -181,7 +181,11 @@ func (o *options) retries() (maxRetries int, minBackoff, maxBackoff time.Duratio
 }
 
 // newClient builds the go-redis client the options describe; it does not connect.
-func (o *options) newClient() (*goredis.Client, error) {
+//
+// Without retry the client sends each command once: a write script must not run twice
+// when only its reply was lost, or a first-write or ETag write that succeeded would be
+// answered as a conflict.
+func (o *options) newClient(retry bool) (*goredis.Client, error) {
 	addrs, err := o.addrs()
 	if err != nil {
 		return nil, err
@@ -191,6 +195,9 @@ func (o *options) newClient() (*goredis.Client, error) {
 		return nil, err
 	}
 	maxRetries, minBackoff, maxBackoff := o.retries()
+	if !retry {
+		maxRetries = -1
+	}
 	// Maintenance notifications are a Redis Cloud feature; asking a plain server for them
 	// only costs a round trip and a log line per connection.
 	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}

@@ -35,7 +35,8 @@ type Store struct {
 	writeScript, getScript *goredis.Script
 
 	mu       sync.Mutex // guards client and closed against Close racing Init
-	client   *goredis.Client
+	client   *goredis.Client // reads and WAIT, retried on a broken connection
+	writer   *goredis.Client // the write script, never retried
 	opts     options
 	features []state.Feature
 	// replicas is the number of connected replicas at Init; a strong-consistency write
@@ -60,17 +61,24 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) error {
 	if err != nil {
 		return fmt.Errorf("%s %q: %w", TypeName, md.Name, err)
 	}
-	client, err := opts.newClient()
+	client, err := opts.newClient(true)
 	if err != nil {
+		return fmt.Errorf("%s %q: %w", TypeName, md.Name, err)
+	}
+	writer, err := opts.newClient(false)
+	if err != nil {
+		_ = client.Close()
 		return fmt.Errorf("%s %q: %w", TypeName, md.Name, err)
 	}
 	if err := client.Ping(ctx).Err(); err != nil {
 		_ = client.Close()
+		_ = writer.Close()
 		return fmt.Errorf("%s %q: cannot reach Redis at redisHost %q: %w", TypeName, md.Name, opts.Host, err)
 	}
 	replicas, err := connectedReplicas(ctx, client)
 	if err != nil {
 		_ = client.Close()
+		_ = writer.Close()
 		return fmt.Errorf("%s %q: read replication info from redisHost %q: %w", TypeName, md.Name, opts.Host, err)
 	}
 
@@ -83,13 +91,15 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) error {
 	defer s.mu.Unlock()
 	if s.closed {
 		_ = client.Close()
+		_ = writer.Close()
 		return errors.New("state.redis: store closed during Init")
 	}
 	if s.client != nil {
 		_ = client.Close()
+		_ = writer.Close()
 		return errors.New("state.redis: store already initialised")
 	}
-	s.client, s.opts, s.features, s.replicas = client, opts, features, replicas
+	s.client, s.writer, s.opts, s.features, s.replicas = client, writer, opts, features, replicas
 	return nil
 }
 
@@ -126,18 +136,24 @@ func (s *Store) Close() error {
 	if s.client == nil {
 		return nil
 	}
-	err := s.client.Close()
-	s.client = nil
+	err := errors.Join(s.client.Close(), s.writer.Close())
+	s.client, s.writer = nil, nil
 	return err
 }
 
 func (s *Store) conn() (*goredis.Client, error) {
+	c, _, err := s.conns()
+	return c, err
+}
+
+// conns returns the retrying client and the write client.
+func (s *Store) conns() (*goredis.Client, *goredis.Client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.client == nil {
-		return nil, errors.New("state.redis: store is not initialised or is closed")
+		return nil, nil, errors.New("state.redis: store is not initialised or is closed")
 	}
-	return s.client, nil
+	return s.client, s.writer, nil
 }
 
 // Get reads a key. A missing or expired key is a nil response.
@@ -203,7 +219,7 @@ func (s *Store) Multi(ctx context.Context, ops []state.Operation, _ map[string]s
 }
 
 func (s *Store) write(ctx context.Context, ops []state.Operation, consistency string) error {
-	c, err := s.conn()
+	c, w, err := s.conns()
 	if err != nil {
 		return err
 	}
@@ -233,7 +249,7 @@ func (s *Store) write(ctx context.Context, ops []state.Operation, consistency st
 		}
 		args = append(args, a[:]...)
 	}
-	if err := s.writeScript.Run(ctx, c, keys, args...).Err(); err != nil {
+	if err := s.writeScript.Run(ctx, w, keys, args...).Err(); err != nil {
 		return scriptError(err, keys)
 	}
 	if consistency == state.Strong && s.replicas > 0 {

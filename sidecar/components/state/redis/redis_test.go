@@ -556,3 +556,28 @@ func TestConformance(t *testing.T) {
 		return &prefixed{Store: s, prefix: prefix}
 	})
 }
+
+// The write script is not idempotent: its client must not re-send it after a lost reply.
+func TestWriteClientNeverRetries(t *testing.T) {
+	o, err := parseOptions(components.Metadata{Properties: map[string]string{"redisHost": "127.0.0.1:6379"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads, err := o.newClient(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reads.Close()
+	writes, err := o.newClient(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writes.Close()
+	if got := reads.Options().MaxRetries; got != 3 {
+		t.Errorf("read client retries %d times, want Dapr's 3", got)
+	}
+	// go-redis turns the -1 it is given into 0 once it has applied its defaults.
+	if got := writes.Options().MaxRetries; got > 0 {
+		t.Errorf("write client retries %d times, want never", got)
+	}
+}
