@@ -412,13 +412,19 @@ func TestAcquireAndClose(t *testing.T) {
 
 	closed := make(chan error, 1)
 	go func() { closed <- h.Close(context.Background()) }()
+	// Close has begun once the component can no longer be acquired; it must then
+	// still be waiting for the call in flight.
+	waitFor(t, func() bool {
+		_, rel, ok := h.Acquire("custom")
+		if ok {
+			rel()
+		}
+		return !ok
+	})
 	select {
 	case err := <-closed:
 		t.Fatalf("Close returned (%v) while a call was in flight", err)
-	case <-time.After(20 * time.Millisecond):
-	}
-	if _, _, ok := h.Acquire("custom"); ok {
-		t.Error("Acquire succeeds while closing")
+	default:
 	}
 	release()
 	if err := <-closed; err != nil {

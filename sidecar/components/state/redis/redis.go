@@ -34,7 +34,7 @@ type Store struct {
 	// fallback without flushing the shared server's script cache.
 	writeScript, getScript *goredis.Script
 
-	mu       sync.Mutex // guards client and closed against Close racing Init
+	mu       sync.Mutex      // guards client and closed against Close racing Init
 	client   *goredis.Client // reads and WAIT, retried on a broken connection
 	writer   *goredis.Client // the write script, never retried
 	opts     options

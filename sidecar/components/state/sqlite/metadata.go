@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outrigger-dev/outrigger/sidecar/components"
 	"github.com/outrigger-dev/outrigger/sidecar/components/metadata"
 )
 
@@ -49,10 +50,10 @@ func parseOptions(props map[string]string) (Options, error) {
 	if strings.TrimSpace(o.ConnectionString) == "" {
 		errs = append(errs, errors.New(`metadata "connectionString" is required (a file path such as "data.db" or a "file:" URI)`))
 	}
-	if _, set := lookup(props, "timeout"); !set && o.TimeoutInSeconds != nil {
+	if _, set := (components.Metadata{Properties: props}).Property("timeout"); !set && o.TimeoutInSeconds != nil {
 		o.Timeout = time.Duration(*o.TimeoutInSeconds) * time.Second
 	}
-	if _, set := lookup(props, "cleanupInterval"); !set && o.CleanupIntervalInSeconds != nil {
+	if _, set := (components.Metadata{Properties: props}).Property("cleanupInterval"); !set && o.CleanupIntervalInSeconds != nil {
 		o.CleanupInterval = time.Duration(*o.CleanupIntervalInSeconds) * time.Second
 	}
 	if o.Timeout < time.Second {
@@ -69,15 +70,6 @@ func parseOptions(props map[string]string) (Options, error) {
 	}
 	o.BusyTimeout = o.BusyTimeout.Truncate(time.Millisecond)
 	return o, errors.Join(errs...)
-}
-
-func lookup(props map[string]string, name string) (string, bool) {
-	for k, v := range props {
-		if strings.EqualFold(k, name) && strings.TrimSpace(v) != "" {
-			return v, true
-		}
-	}
-	return "", false
 }
 
 func validIdentifier(s string) bool {
