@@ -151,6 +151,11 @@ func (b *Bus) Subscribe(ctx context.Context, req pubsub.SubscribeRequest, h pubs
 // work delivers the group's messages until ctx ends.
 func (b *Bus) work(ctx context.Context, g *group, h pubsub.Handler) {
 	for {
+		// A worker whose subscription has ended takes no more messages, even when a
+		// wake-up raced with the end.
+		if ctx.Err() != nil {
+			return
+		}
 		b.mu.Lock()
 		var m *pubsub.Message
 		if len(g.queue) > 0 {
