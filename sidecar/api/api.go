@@ -4,6 +4,7 @@ package api
 
 import (
 	"github.com/outrigger-dev/outrigger/sidecar/blocks/invoke"
+	"github.com/outrigger-dev/outrigger/sidecar/blocks/pubsub"
 	"github.com/outrigger-dev/outrigger/sidecar/blocks/state"
 )
 
@@ -28,6 +29,8 @@ type Blocks struct {
 	// Invoke is service invocation; nil answers every invocation with
 	// ERR_DIRECT_INVOKE "invoke API is not ready", as Dapr does before it is set up.
 	Invoke invoke.API
+	// Pubsub is publishing; nil answers ERR_PUBSUB_NOT_CONFIGURED.
+	Pubsub pubsub.API
 }
 
 // Metadata mirrors Dapr's metadata response.
@@ -39,7 +42,10 @@ type Metadata struct {
 	// FailedComponents is Outrigger's addition: components that did not load, and why.
 	FailedComponents []FailedComponent
 	// HTTPEndpoints are the names of the loaded HTTPEndpoint resources.
-	HTTPEndpoints           []string
+	HTTPEndpoints []string
+	// Subscriptions are the pub/sub subscriptions wanted, with the error of any that is
+	// not in force.
+	Subscriptions           []pubsub.SubscriptionInfo
 	Extended                map[string]string
 	AppConnectionProperties AppConnectionProperties
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	daprv1alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v1alpha1"
+	pubsubblock "github.com/outrigger-dev/outrigger/sidecar/blocks/pubsub"
 	"github.com/outrigger-dev/outrigger/sidecar/components"
 	"github.com/outrigger-dev/outrigger/sidecar/components/secretstores"
 )
@@ -72,6 +73,7 @@ type built struct {
 	family string
 	state  *stateInstance
 	secret secretstores.Store
+	pubsub *pubsubInstance
 	caps   []string
 }
 
@@ -106,6 +108,12 @@ func (s *Store) build(ctx context.Context, c *daprv1alpha1.Component) (*built, e
 			return nil, s.wrap(c, err)
 		}
 		b.secret, inst = st, st
+	case FamilyPubsub:
+		ps, err := create(s.Registries.Pubsub, c)
+		if err != nil {
+			return nil, s.wrap(c, err)
+		}
+		b.pubsub, inst = &pubsubInstance{PubSub: ps}, ps
 	default:
 		return nil, s.wrap(c, fmt.Errorf("Outrigger does not load %s components yet", family))
 	}
@@ -165,6 +173,9 @@ func (s *Store) build(ctx context.Context, c *daprv1alpha1.Component) (*built, e
 		}
 	case b.secret != nil:
 		b.caps = featureStrings(b.secret.Features())
+	case b.pubsub != nil:
+		b.caps = featureStrings(b.pubsub.Features())
+		b.pubsub.scopes = pubsubblock.ParseScopes(md.Properties, s.AppID)
 	}
 	return b, nil
 }

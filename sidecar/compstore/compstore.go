@@ -17,8 +17,10 @@ import (
 
 	daprv1alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v1alpha1"
 	"github.com/outrigger-dev/outrigger/sidecar/api"
+	pubsubblock "github.com/outrigger-dev/outrigger/sidecar/blocks/pubsub"
 	stateblock "github.com/outrigger-dev/outrigger/sidecar/blocks/state"
 	"github.com/outrigger-dev/outrigger/sidecar/components"
+	"github.com/outrigger-dev/outrigger/sidecar/components/pubsub"
 	"github.com/outrigger-dev/outrigger/sidecar/components/secretstores"
 	"github.com/outrigger-dev/outrigger/sidecar/components/state"
 	"github.com/outrigger-dev/outrigger/sidecar/resources"
@@ -32,6 +34,7 @@ const DefaultInitTimeout = 5 * time.Second
 const (
 	FamilyState        = "state"
 	FamilySecretStores = "secretstores"
+	FamilyPubsub       = "pubsub"
 )
 
 // Registries are the implementations the store creates components from, one registry
@@ -39,6 +42,7 @@ const (
 type Registries struct {
 	State        *components.Registry[state.Store]
 	SecretStores *components.Registry[secretstores.Store]
+	Pubsub       *components.Registry[pubsub.PubSub]
 }
 
 // Store is the set of loaded components of one sidecar. Its exported fields are set
@@ -58,6 +62,10 @@ type Store struct {
 	// LookupEnv reads the sidecar's environment for envRef; os.LookupEnv by default.
 	LookupEnv func(string) (string, bool)
 	Log       logr.Logger
+	// OnChange, when set, is called after a component was added, replaced or removed
+	// while the sidecar runs (Apply), with its family and name; the pub/sub block moves
+	// its subscriptions to the new instance.
+	OnChange func(family, name string)
 
 	// mutate serialises Load, Apply and Close; mu guards the maps for the readers.
 	mutate sync.Mutex
@@ -80,6 +88,13 @@ type entry struct {
 	caps   []string
 	state  *components.Slot[*stateInstance]
 	secret *components.Slot[secretstores.Store]
+	pubsub *components.Slot[*pubsubInstance]
+}
+
+// pubsubInstance keeps a pub/sub with its topic scopes, so that a swap changes both.
+type pubsubInstance struct {
+	pubsub.PubSub
+	scopes pubsubblock.Scopes
 }
 
 // stateInstance keeps a store with its key prefix, so that a swap changes both at once.
@@ -98,7 +113,7 @@ func New(appID, namespace string, log logr.Logger) *Store {
 	return &Store{
 		AppID:      appID,
 		Namespace:  namespace,
-		Registries: Registries{State: state.Registry, SecretStores: secretstores.Registry},
+		Registries: Registries{State: state.Registry, SecretStores: secretstores.Registry, Pubsub: pubsub.Registry},
 		LookupEnv:  os.LookupEnv,
 		Log:        log,
 	}
@@ -244,6 +259,8 @@ func (s *Store) publish(r resources.Resource[*daprv1alpha1.Component], b *built)
 			s.retire(c.Name, old.state.Swap(b.state))
 		case FamilySecretStores:
 			s.retire(c.Name, old.secret.Swap(b.secret))
+		case FamilyPubsub:
+			s.retire(c.Name, old.pubsub.Swap(b.pubsub))
 		}
 		s.mu.Unlock()
 		s.Log.Info("Component updated", "Component", c.Name, "type", c.Spec.Type, "version", c.Spec.Version)
@@ -258,6 +275,8 @@ func (s *Store) publish(r resources.Resource[*daprv1alpha1.Component], b *built)
 		e.state = components.NewSlot(b.state)
 	case FamilySecretStores:
 		e.secret = components.NewSlot(b.secret)
+	case FamilyPubsub:
+		e.pubsub = components.NewSlot(b.pubsub)
 	}
 	s.loaded[c.Name] = e
 	s.order = append(s.order, c.Name)
@@ -282,6 +301,8 @@ func (e *entry) close() <-chan error {
 		return e.state.Close()
 	case e.secret != nil:
 		return e.secret.Close()
+	case e.pubsub != nil:
+		return e.pubsub.Close()
 	}
 	done := make(chan error)
 	close(done)
@@ -327,6 +348,7 @@ func (s *Store) Apply(ctx context.Context, ev resources.Event) error {
 		delete(s.failed, c.Name)
 		s.mu.Unlock()
 		s.Log.Info("Component removed", "Component", c.Name)
+		s.changed(c)
 		return nil
 	case resources.Added, resources.Updated:
 		b, err := s.build(ctx, c)
@@ -335,6 +357,7 @@ func (s *Store) Apply(ctx context.Context, ev resources.Event) error {
 			return err
 		}
 		s.publish(r, b)
+		s.changed(c)
 		return nil
 	}
 	return fmt.Errorf("apply Component %q: unknown event type %s", c.Name, ev.Type)
@@ -381,6 +404,14 @@ func (s *Store) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("close replaced components: %w", ctx.Err()))
 	}
 	return errors.Join(errs...)
+}
+
+func (s *Store) changed(c *daprv1alpha1.Component) {
+	if s.OnChange == nil {
+		return
+	}
+	family, _, _ := components.SplitType(c.Spec.Type)
+	s.OnChange(family, c.Name)
 }
 
 func boolCmp(a, b bool) int {
@@ -430,6 +461,31 @@ func (v SecretStores) Acquire(name string) (secretstores.Store, func(), bool) {
 
 // Names lists the loaded secret stores.
 func (v SecretStores) Names() []string { return v.s.names(FamilySecretStores) }
+
+// PubSubs is the view of the loaded pub/sub components that the pub/sub block uses.
+func (s *Store) PubSubs() PubSubs { return PubSubs{s} }
+
+// PubSubs looks pub/sub components up by name, per call or per subscription.
+type PubSubs struct{ s *Store }
+
+// Acquire returns the pub/sub loaded under name with its scopes; release must be called
+// when the call or subscription is done.
+func (v PubSubs) Acquire(name string) (pubsubblock.Handle, func(), bool) {
+	e := v.s.lookup(name)
+	if e == nil || e.pubsub == nil {
+		return pubsubblock.Handle{}, func() {}, false
+	}
+	inst, release, ok := e.pubsub.Acquire()
+	if !ok {
+		return pubsubblock.Handle{}, release, false
+	}
+	return pubsubblock.Handle{PubSub: inst.PubSub, Scopes: inst.scopes}, release, true
+}
+
+// Names lists the loaded pub/sub components.
+func (v PubSubs) Names() []string { return v.s.names(FamilyPubsub) }
+
+var _ pubsubblock.Components = PubSubs{}
 
 func (s *Store) lookup(name string) *entry {
 	s.mu.RLock()

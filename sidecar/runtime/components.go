@@ -7,5 +7,5 @@ import (
 
 // registerComponents gives a component store every implementation this build ships.
 func registerComponents(s *compstore.Store) {
-	builtin.Register(builtin.Registries{State: s.Registries.State, SecretStores: s.Registries.SecretStores})
+	builtin.Register(builtin.Registries{State: s.Registries.State, SecretStores: s.Registries.SecretStores, Pubsub: s.Registries.Pubsub})
 }

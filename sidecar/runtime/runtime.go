@@ -22,6 +22,7 @@ import (
 	"github.com/outrigger-dev/outrigger/sidecar/api"
 	grpcapi "github.com/outrigger-dev/outrigger/sidecar/api/grpc"
 	httpapi "github.com/outrigger-dev/outrigger/sidecar/api/http"
+	pubsubblock "github.com/outrigger-dev/outrigger/sidecar/blocks/pubsub"
 	stateblock "github.com/outrigger-dev/outrigger/sidecar/blocks/state"
 	"github.com/outrigger-dev/outrigger/sidecar/compstore"
 	"github.com/outrigger-dev/outrigger/sidecar/nameresolution"
@@ -35,9 +36,12 @@ type Runtime struct {
 	log logr.Logger
 
 	components *compstore.Store
-	blocks     api.Blocks
-	invocation *invocation
-	endpoints  []string
+	pubsub     *pubsubblock.Block
+	// ingressCount counts delivered messages by outcome, for /metrics.
+	ingressCount *prometheus.CounterVec
+	blocks       api.Blocks
+	invocation   *invocation
+	endpoints    []string
 
 	loaded   atomic.Bool // components are loaded
 	appReady atomic.Bool // the app's port answers (or the app has none)
@@ -106,9 +110,12 @@ func (r *Runtime) Run(ctx context.Context) error {
 	for _, e := range set.HTTPEndpoints {
 		r.endpoints = append(r.endpoints, e.Object.Name)
 	}
+	ps := r.setUpPubsub(set, iv)
+	r.pubsub = ps
 	r.blocks = api.Blocks{
 		State:  &stateblock.Block{AppID: r.cfg.AppID, Namespace: r.cfg.Namespace, Stores: r.components, Runner: resiliency.Direct{}},
 		Invoke: iv.block,
+		Pubsub: ps,
 	}
 
 	opts := api.Options{APIToken: r.cfg.APIToken, EnableAPILogging: r.cfg.EnableAPILogging, MaxBodySize: r.cfg.MaxBodySize}
@@ -178,7 +185,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 
 	if r.cfg.EnableMetrics {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), r.ingressCount)
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.Handle("/", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -212,6 +219,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	appUp := make(chan struct{})
 	go r.waitForApp(appCtx, appUp)
 	go r.runAppHealth(appCtx, iv, appUp)
+	go r.startPubsub(appCtx, ps, appUp)
 	close(r.Ready)
 	r.log.Info("Sidecar is up", "httpPort", r.cfg.HTTPPort, "grpcPort", r.cfg.GRPCPort,
 		"components", len(r.components.Components()), "failed", len(r.components.Failed()), "startup", time.Since(start).String())
@@ -239,6 +247,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	stopApp()
 	stopAll()
+	r.stopPubsub(ps)
 	r.closeComponents()
 	r.log.Info("Sidecar stopped")
 	return serveErr
@@ -365,6 +374,7 @@ func (r *Runtime) Metadata() api.Metadata {
 		Components:       r.components.Components(),
 		FailedComponents: r.components.Failed(),
 		HTTPEndpoints:    r.endpoints,
+		Subscriptions:    r.subscriptions(),
 		Extended:         ext,
 		AppConnectionProperties: api.AppConnectionProperties{
 			Port:           r.cfg.AppPort,

@@ -39,6 +39,20 @@ func (s *server) GetMetadata(context.Context, *runtimev1.GetMetadataRequest) (*r
 			HealthThreshold:     int32(hc.HealthThreshold),
 		}
 	}
+	for _, sub := range m.Subscriptions {
+		ps := &runtimev1.PubsubSubscription{PubsubName: sub.PubsubName, Topic: sub.Topic, Metadata: sub.Metadata,
+			DeadLetterTopic: sub.DeadLetterTopic, Rules: &runtimev1.PubsubSubscriptionRules{}}
+		switch sub.Type {
+		case "DECLARATIVE":
+			ps.Type = runtimev1.PubsubSubscriptionType_DECLARATIVE
+		case "PROGRAMMATIC":
+			ps.Type = runtimev1.PubsubSubscriptionType_PROGRAMMATIC
+		}
+		for _, r := range sub.Rules {
+			ps.Rules.Rules = append(ps.Rules.Rules, &runtimev1.PubsubSubscriptionRule{Match: r.Match, Path: r.Path})
+		}
+		out.Subscriptions = append(out.Subscriptions, ps)
+	}
 	for _, name := range m.HTTPEndpoints {
 		out.HttpEndpoints = append(out.HttpEndpoints, &runtimev1.MetadataHTTPEndpoint{Name: name})
 	}

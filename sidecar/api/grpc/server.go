@@ -40,6 +40,8 @@ var implemented = map[string]bool{
 	runtimev1.Dapr_SetMetadata_FullMethodName:             true,
 	runtimev1.Dapr_Shutdown_FullMethodName:                true,
 	runtimev1.Dapr_InvokeService_FullMethodName:           true,
+	runtimev1.Dapr_PublishEvent_FullMethodName:            true,
+	runtimev1.Dapr_BulkPublishEventAlpha1_FullMethodName:  true,
 }
 
 var daprServicePrefix = "/" + runtimev1.Dapr_ServiceDesc.ServiceName + "/"

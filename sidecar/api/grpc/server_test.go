@@ -178,13 +178,13 @@ func TestUnimplemented(t *testing.T) {
 	c := sdkClient(t, serve(t, rt, api.Blocks{}, api.Options{}))
 	ctx := testContext(t)
 
-	err := c.PublishEvent(ctx, "pubsub", "topic", []byte(`{}`))
+	_, err := c.GetSecret(ctx, "store", "key", nil)
 	code, reason := errorInfo(t, errors.Unwrap(err))
 	if code != codes.Unimplemented || reason != "ERR_NOT_IMPLEMENTED" {
-		t.Errorf("PublishEvent: code %v reason %q (%v), want Unimplemented ERR_NOT_IMPLEMENTED", code, reason, err)
+		t.Errorf("GetSecret: code %v reason %q (%v), want Unimplemented ERR_NOT_IMPLEMENTED", code, reason, err)
 	}
-	if !strings.Contains(err.Error(), "dapr.proto.runtime.v1.Dapr/PublishEvent is not implemented by Outrigger yet") {
-		t.Errorf("PublishEvent: message %q does not name the RPC", err)
+	if !strings.Contains(err.Error(), "dapr.proto.runtime.v1.Dapr/GetSecret is not implemented by Outrigger yet") {
+		t.Errorf("GetSecret: message %q does not name the RPC", err)
 	}
 
 	// A streaming RPC.
@@ -257,13 +257,13 @@ func TestAPILogging(t *testing.T) {
 	if _, err := raw.GetMetadata(ctx, &runtimev1.GetMetadataRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	_, _ = raw.PublishEvent(ctx, &runtimev1.PublishEventRequest{})
+	_, _ = raw.GetSecret(ctx, &runtimev1.GetSecretRequest{})
 
 	mu.Lock()
 	defer mu.Unlock()
 	want := []string{
 		`"msg"="gRPC API called" "method"="/dapr.proto.runtime.v1.Dapr/GetMetadata" "code"="OK"`,
-		`"msg"="gRPC API called" "method"="/dapr.proto.runtime.v1.Dapr/PublishEvent" "code"="Unimplemented"`,
+		`"msg"="gRPC API called" "method"="/dapr.proto.runtime.v1.Dapr/GetSecret" "code"="Unimplemented"`,
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("lines = %q", lines)

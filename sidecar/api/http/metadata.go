@@ -74,11 +74,19 @@ type failedComponent struct {
 }
 
 type subscription struct {
-	PubsubName      string            `json:"pubsubname"`
-	Topic           string            `json:"topic"`
-	Metadata        map[string]string `json:"metadata,omitempty"`
-	DeadLetterTopic string            `json:"deadLetterTopic"`
-	Type            string            `json:"type"`
+	PubsubName      string             `json:"pubsubname"`
+	Topic           string             `json:"topic"`
+	Metadata        map[string]string  `json:"metadata,omitempty"`
+	Rules           []subscriptionRule `json:"rules,omitempty"`
+	DeadLetterTopic string             `json:"deadLetterTopic"`
+	Type            string             `json:"type"`
+	// Error is Outrigger's addition: why the subscription is not in force.
+	Error string `json:"error,omitempty"`
+}
+
+type subscriptionRule struct {
+	Match string `json:"match,omitempty"`
+	Path  string `json:"path,omitempty"`
 }
 
 type httpEndpoint struct {
@@ -142,6 +150,13 @@ func toMetadataResponse(m api.Metadata) metadataResponse {
 	}
 	for _, name := range m.HTTPEndpoints {
 		out.HTTPEndpoints = append(out.HTTPEndpoints, httpEndpoint{Name: name})
+	}
+	for _, s := range m.Subscriptions {
+		sub := subscription{PubsubName: s.PubsubName, Topic: s.Topic, Metadata: s.Metadata, DeadLetterTopic: s.DeadLetterTopic, Type: s.Type, Error: s.Error}
+		for _, r := range s.Rules {
+			sub.Rules = append(sub.Rules, subscriptionRule(r))
+		}
+		out.Subscriptions = append(out.Subscriptions, sub)
 	}
 	return out
 }

@@ -35,6 +35,7 @@ func New(rt api.Runtime, blocks api.Blocks, opts api.Options, log logr.Logger) h
 	h := &handler{rt: rt, blocks: blocks}
 	mux := http.NewServeMux()
 	h.routeState(mux)
+	h.routePubsub(mux)
 	h.routeHealth(mux)
 	h.routeMetadata(mux)
 	mux.HandleFunc("POST "+apiV1+"/shutdown", h.shutdown)

@@ -5,6 +5,13 @@ package builtin
 
 import (
 	"github.com/outrigger-dev/outrigger/sidecar/components"
+	"github.com/outrigger-dev/outrigger/sidecar/components/pubsub"
+	pubsubjetstream "github.com/outrigger-dev/outrigger/sidecar/components/pubsub/jetstream"
+	pubsubmemory "github.com/outrigger-dev/outrigger/sidecar/components/pubsub/memory"
+	pubsubmqtt3 "github.com/outrigger-dev/outrigger/sidecar/components/pubsub/mqtt3"
+	pubsubrabbitmq "github.com/outrigger-dev/outrigger/sidecar/components/pubsub/rabbitmq"
+	pubsubredis "github.com/outrigger-dev/outrigger/sidecar/components/pubsub/redis"
+	pubsubsqlite "github.com/outrigger-dev/outrigger/sidecar/components/pubsub/sqlite"
 	"github.com/outrigger-dev/outrigger/sidecar/components/secretstores"
 	"github.com/outrigger-dev/outrigger/sidecar/components/secretstores/localenv"
 	"github.com/outrigger-dev/outrigger/sidecar/components/secretstores/localfile"
@@ -19,6 +26,7 @@ import (
 type Registries struct {
 	State        *components.Registry[state.Store]
 	SecretStores *components.Registry[secretstores.Store]
+	Pubsub       *components.Registry[pubsub.PubSub]
 }
 
 // Register adds every built-in implementation; registering twice is harmless.
@@ -29,9 +37,17 @@ func Register(r Registries) {
 	postgresql.Register(r.State)
 	localfile.Register(r.SecretStores)
 	localenv.Register(r.SecretStores)
+	if r.Pubsub != nil {
+		pubsubmemory.Register(r.Pubsub)
+		pubsubsqlite.Register(r.Pubsub)
+		pubsubrabbitmq.Register(r.Pubsub)
+		pubsubmqtt3.Register(r.Pubsub)
+		pubsubredis.Register(r.Pubsub)
+		pubsubjetstream.Register(r.Pubsub)
+	}
 }
 
 // RegisterDefaults fills the families' global registries.
 func RegisterDefaults() {
-	Register(Registries{State: state.Registry, SecretStores: secretstores.Registry})
+	Register(Registries{State: state.Registry, SecretStores: secretstores.Registry, Pubsub: pubsub.Registry})
 }
