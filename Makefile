@@ -68,8 +68,9 @@ test: vet ## Run all tests: unit, envtest and the real-server suites.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the state HTTP handlers for FUZZTIME (default 15s).
+fuzz: ## Fuzz the state HTTP handlers and the CloudEvents envelopes, FUZZTIME each (default 15s).
 	go test -run '^$$' -fuzz FuzzStateHTTP -fuzztime $${FUZZTIME:-15s} ./sidecar/api/http/
+	go test -run '^$$' -fuzz FuzzEnvelope -fuzztime $${FUZZTIME:-15s} ./sidecar/blocks/pubsub/envelope/
 
 .PHONY: bench
 bench: ## Run the benchmarks, each against its baseline in the same run (needs Redis on loopback).
