@@ -18,6 +18,8 @@ import (
 	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
+	"github.com/dapr/go-sdk/service/common"
+	daprgrpc "github.com/dapr/go-sdk/service/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -238,4 +240,52 @@ func rssBytes(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
+
+// A gRPC app (--app-protocol grpc) is invoked by method name through
+// AppCallback.OnInvoke, from HTTP and from the SDK's InvokeMethodWithContent, as Dapr
+// does; a gRPC error from the app becomes the matching HTTP status.
+func TestInvokeGRPCAppOnInvoke(t *testing.T) {
+	ln, port := listen(t)
+	svc := daprgrpc.NewServiceWithListener(ln)
+	if err := svc.AddServiceInvocationHandler("echo", func(_ context.Context, in *common.InvocationEvent) (*common.Content, error) {
+		return &common.Content{ContentType: "application/json",
+			Data: []byte(fmt.Sprintf(`{"verb":%q,"query":%q,"contentType":%q,"data":%q}`, in.Verb, in.QueryString, in.ContentType, in.Data))}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.AddServiceInvocationHandler("missing", func(context.Context, *common.InvocationEvent) (*common.Content, error) {
+		return nil, status.Error(codes.NotFound, "no such order")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = svc.Start() }()
+	t.Cleanup(func() { _ = svc.Stop() })
+
+	env := []string{"OUTRIGGER_REGISTRY_DIR=" + t.TempDir()}
+	b := testproc.Start(t, "grpcapp", testproc.WriteResources(t, nil), env, "--app-port", strconv.Itoa(port), "--app-protocol", "grpc")
+	a := testproc.Start(t, "caller", testproc.WriteResources(t, nil), env)
+	b.WaitHealthy(t)
+	a.WaitHealthy(t)
+
+	code, _, body := testproc.Do(t, http.MethodPost, a.URL("/v1.0/invoke/grpcapp/method/echo?x=1"), "hello", "Content-Type", "text/plain")
+	if code != http.StatusOK || !strings.Contains(body, `"verb":"POST"`) || !strings.Contains(body, `"query":"x=1"`) ||
+		!strings.Contains(body, `"data":"hello"`) || !strings.Contains(body, `"contentType":"text/plain"`) {
+		t.Errorf("HTTP invoke of a gRPC app: %d %s", code, body)
+	}
+	code, _, body = testproc.Do(t, http.MethodGet, a.URL("/v1.0/invoke/grpcapp/method/missing"), "")
+	if code != http.StatusNotFound || !strings.Contains(body, "no such order") {
+		t.Errorf("gRPC NotFound from the app: %d %s", code, body)
+	}
+
+	client := sdkClient(t, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := client.InvokeMethodWithContent(ctx, "grpcapp", "echo", "put", &dapr.DataContent{ContentType: "application/json", Data: []byte(`{"a":1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `"verb":"PUT"`) || !strings.Contains(string(out), `"data":"{\"a\":1}"`) {
+		t.Errorf("SDK invoke of a gRPC app: %s", out)
+	}
 }

@@ -264,8 +264,7 @@ func (b *Block) Serve(ctx context.Context, call *Call) (*Response, error) {
 func (b *Block) callApp(ctx context.Context, verb, method, query string, header http.Header, req *Request) (*Response, error) {
 	if b.App == nil {
 		if b.AppGRPC != nil {
-			return nil, apierrors.New(apierrors.DirectInvoke, "the app's protocol is %s: call it through gRPC proxying "+
-				"(a gRPC call to the sidecar with dapr-app-id metadata); invoking a gRPC app by method name (AppCallback.OnInvoke) is not supported yet", b.AppProtocol)
+			return b.callGRPCApp(ctx, verb, method, query, header, req)
 		}
 		return nil, apierrors.New(apierrors.DirectInvoke, "app channel is not initialized: the app has no --app-port")
 	}
