@@ -79,7 +79,9 @@ func (r *Runtime) setUpInvocation(set *resources.Set) (*invocation, error) {
 		AppToken:    r.cfg.AppAPIToken,
 		Runner:      resiliency.Direct{},
 		Secrets:     r.components.SecretStores(),
+		HostAddress: hostAddress(),
 	}
+	block.HostName, _ = os.Hostname()
 	if conf != nil && conf.Spec.AccessControl != nil {
 		block.TrustDomain = conf.Spec.AccessControl.TrustDomain
 		if block.ACL, err = invoke.ParseACL(conf.Spec.AccessControl, !appchannel.IsGRPC(r.cfg.AppProtocol)); err != nil {
@@ -254,4 +256,22 @@ func (r *Runtime) runAppHealth(ctx context.Context, iv *invocation, appUp <-chan
 		return
 	}
 	iv.health.Run(ctx)
+}
+
+// hostAddress is the address other hosts see this sidecar at, as Dapr finds it:
+// DAPR_HOST_IP when set, else the first non-loopback IPv4 address of an interface.
+func hostAddress() string {
+	if ip := os.Getenv("DAPR_HOST_IP"); ip != "" {
+		return ip
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	return ""
 }

@@ -49,6 +49,8 @@ type received struct {
 	ContentType string `json:"contentType"`
 	Caller      string `json:"caller"`
 	Body        string `json:"body"`
+	Forwarded   string `json:"forwarded"`
+	FwdHost     string `json:"fwdHost"`
 }
 
 func recordingApp(t *testing.T) *httptest.Server {
@@ -60,7 +62,8 @@ func recordingApp(t *testing.T) *httptest.Server {
 			return
 		}
 		out, _ := json.Marshal(received{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
-			ContentType: r.Header.Get("Content-Type"), Caller: r.Header.Get("dapr-caller-app-id"), Body: string(b)})
+			ContentType: r.Header.Get("Content-Type"), Caller: r.Header.Get("dapr-caller-app-id"), Body: string(b),
+			Forwarded: r.Header.Get("Forwarded"), FwdHost: r.Header.Get("X-Forwarded-Host")})
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(out)
 	}))
@@ -89,6 +92,10 @@ func TestInvokeWithSDK(t *testing.T) {
 	}
 	if got.Method != http.MethodGet || got.Path != "/orders/latest" || got.Caller != "a" {
 		t.Errorf("InvokeMethod: app saw %+v", got)
+	}
+	// The calling sidecar adds its host to the forwarding headers, as Dapr does.
+	if host, _ := os.Hostname(); got.FwdHost != host || !strings.Contains(got.Forwarded, "host="+host) {
+		t.Errorf("forwarding headers: X-Forwarded-Host %q, Forwarded %q; want host %q", got.FwdHost, got.Forwarded, host)
 	}
 
 	out, err = client.InvokeMethodWithContent(ctx, "b", "neworder", "post",

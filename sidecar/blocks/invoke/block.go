@@ -58,6 +58,11 @@ type Block struct {
 	// AppToken is APP_API_TOKEN, sent to the app as dapr-api-token on proxied gRPC
 	// calls (App sends it on HTTP calls itself).
 	AppToken string
+	// HostAddress and HostName describe this sidecar's host in the X-Forwarded-For,
+	// X-Forwarded-Host and Forwarded headers of the calls it sends, as Dapr adds them;
+	// empty leaves each out.
+	HostAddress string
+	HostName    string
 
 	Resolver nameresolution.Resolver
 	Remote   Remote
@@ -209,6 +214,7 @@ func (b *Block) invokeRemote(ctx context.Context, appID, ns string, req *Request
 	if err != nil {
 		return nil, err
 	}
+	b.addForwarded(header)
 	call := &Call{
 		Caller:          Caller{AppID: b.AppID, Namespace: b.Namespace, TrustDomain: b.trustDomain()},
 		TargetAppID:     appID,
@@ -238,6 +244,22 @@ func (b *Block) invokeRemote(ctx context.Context, appID, ns string, req *Request
 		}
 	}
 	return resp, err
+}
+
+// addForwarded appends this host to the forwarding headers, as Dapr's direct messaging
+// does for every call to another sidecar (it sends a Forwarded header even when both
+// host values are unknown).
+func (b *Block) addForwarded(h http.Header) {
+	var fwd string
+	if b.HostAddress != "" {
+		h.Add("X-Forwarded-For", b.HostAddress)
+		fwd += "for=" + b.HostAddress + ";by=" + b.HostAddress + ";"
+	}
+	if b.HostName != "" {
+		h.Add("X-Forwarded-Host", b.HostName)
+		fwd += "host=" + b.HostName
+	}
+	h.Add("Forwarded", fwd)
 }
 
 // Serve serves a call that another sidecar sent: it checks the target and the access
