@@ -116,7 +116,11 @@ func (r *readiness[T]) patchStatus(ctx context.Context, obj T, v verdict) error 
 	if !changed {
 		return nil
 	}
-	if err := r.client.Status().Patch(ctx, obj, client.MergeFrom(base)); err != nil {
+	if err := r.client.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsConflict(err) {
+			// A newer version is queued and will be reconciled.
+			return nil
+		}
 		return client.IgnoreNotFound(err)
 	}
 	logf.FromContext(ctx).V(1).Info("Updated Ready condition", r.kind, klog.KObj(obj), "status", cond.Status, "reason", cond.Reason)

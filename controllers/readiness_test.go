@@ -18,7 +18,9 @@ import (
 	"github.com/outrigger-dev/outrigger/internal/testenv"
 )
 
-func componentStatus(o client.Object) *common.Status { return &o.(*daprv1alpha1.Component).Status }
+func componentStatus(o client.Object) *common.Status {
+	return &o.(*daprv1alpha1.Component).Status.Status
+}
 func subscriptionStatus(o client.Object) *common.Status {
 	return &o.(*daprv2alpha1.Subscription).Status
 }

@@ -16,8 +16,9 @@ import (
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// SetupWithManager registers the Ready reconciler of every dapr.io kind, and the
-// controllers that keep app Services and sidecar RBAC beside annotated workloads.
+// SetupWithManager registers the Ready reconciler of every dapr.io kind, the one that
+// sums up the sidecars' reports on each Component, and the controllers that keep app
+// Services and sidecar RBAC beside annotated workloads.
 func SetupWithManager(mgr ctrl.Manager) error {
 	ctx := context.Background()
 	c := mgr.GetClient()
@@ -40,7 +41,7 @@ func SetupWithManager(mgr ctrl.Manager) error {
 		client: c, recorder: rec, kind: "Component",
 		newObj:  func() *daprv1alpha1.Component { return &daprv1alpha1.Component{} },
 		newList: func() client.ObjectList { return &daprv1alpha1.ComponentList{} },
-		status:  func(o *daprv1alpha1.Component) *common.Status { return &o.Status },
+		status:  func(o *daprv1alpha1.Component) *common.Status { return &o.Status.Status },
 		refs: func(o *daprv1alpha1.Component) refs {
 			return refs{secrets: secretsOf(componentSecretRefs(o)), components: storeRef(o.Auth)}
 		},
@@ -96,6 +97,9 @@ func SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	if err := setupSidecarRBAC(mgr); err != nil {
+		return err
+	}
+	if err := setupComponentApps(ctx, mgr); err != nil {
 		return err
 	}
 	return (&readiness[*daprv1alpha1.Resiliency]{

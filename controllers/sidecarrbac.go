@@ -26,18 +26,26 @@ import (
 
 // Names of the Roles and RoleBindings kept in each namespace with annotated workloads.
 const (
-	// SidecarRoleName grants read access to the dapr.io resources of the namespace.
+	// SidecarRoleName grants read access to the dapr.io resources of the namespace, and
+	// lets sidecars record their reports on Components as Events.
 	SidecarRoleName = "outrigger-sidecar"
 	// SidecarSecretsRoleName grants read access to Secrets, for the built-in kubernetes
 	// secret store; workloads that disable it are not bound to it.
 	SidecarSecretsRoleName = "outrigger-sidecar-secrets"
 )
 
-// sidecarRules is exactly what a sidecar in Kubernetes mode reads.
+// sidecarRules is exactly what a sidecar in Kubernetes mode needs: it reads the dapr.io
+// resources and reports on each Component it loads with an Event (sidecar/report),
+// which it creates, or patches when the same report is made again.
+// The operator holds the same events verbs itself, as RBAC lets it grant no more.
 var sidecarRules = []rbacv1.PolicyRule{{
 	APIGroups: []string{"dapr.io"},
 	Resources: []string{"components", "configurations", "subscriptions", "resiliencies", "httpendpoints"},
 	Verbs:     []string{"get", "list", "watch"},
+}, {
+	APIGroups: []string{"events.k8s.io"},
+	Resources: []string{"events"},
+	Verbs:     []string{"create", "patch"},
 }}
 
 var sidecarSecretRules = []rbacv1.PolicyRule{{

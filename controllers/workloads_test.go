@@ -142,8 +142,9 @@ func TestAppServiceAndSidecarRBACFollowAnnotatedDeployments(t *testing.T) {
 		return exists(c, e, binding, ns, controllers.SidecarRoleName) && slices.Equal(subjects(binding), []string{"batch-sa", "default", "quiet-sa"})
 	})
 	role := &rbacv1.Role{}
-	if !exists(c, e, role, ns, controllers.SidecarRoleName) || len(role.Rules) != 1 || role.Rules[0].APIGroups[0] != "dapr.io" ||
-		!slices.Equal(role.Rules[0].Verbs, []string{"get", "list", "watch"}) {
+	if !exists(c, e, role, ns, controllers.SidecarRoleName) || len(role.Rules) != 2 || role.Rules[0].APIGroups[0] != "dapr.io" ||
+		!slices.Equal(role.Rules[0].Verbs, []string{"get", "list", "watch"}) ||
+		role.Rules[1].APIGroups[0] != "events.k8s.io" || !slices.Equal(role.Rules[1].Verbs, []string{"create", "patch"}) {
 		t.Errorf("sidecar Role = %+v", role.Rules)
 	}
 	secrets := &rbacv1.RoleBinding{}

@@ -40,6 +40,8 @@ type ComponentSpec struct {
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Loaded",type=integer,JSONPath=`.status.apps.loaded`
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.apps.failed`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // Component configures one backend of a Dapr building block, such as a Redis
@@ -61,7 +63,46 @@ type Component struct {
 
 	// Status is reported by Outrigger.
 	// +optional
-	Status common.Status `json:"status,omitzero"`
+	Status ComponentStatus `json:"status,omitzero"`
+}
+
+// ComponentStatus is the status of a Component: the Ready condition and
+// observedGeneration of every dapr.io kind, and what the sidecars that use the
+// Component reported about loading it.
+type ComponentStatus struct {
+	// Besides Ready, conditions holds AppsLoaded: True when every sidecar that
+	// reported on the current generation loaded it, False (reason AppsFailed)
+	// when at least one failed to, Unknown (reason NoReports) when none has
+	// reported yet.
+	common.Status `json:",inline"`
+
+	// Apps counts the sidecars that reported on the current generation. Each
+	// sidecar's reports are Events on this Component, with the details.
+	// +optional
+	Apps *ComponentApps `json:"apps,omitempty"`
+}
+
+// ComponentApps is a bounded summary of the sidecars' reports about the current
+// generation of a Component. Only pods that still exist are counted, each by its
+// latest report.
+type ComponentApps struct {
+	// Loaded is the number of sidecars (pods) whose latest report is that they
+	// loaded the current generation.
+	// +kubebuilder:validation:Minimum=0
+	Loaded int32 `json:"loaded"`
+
+	// Failed is the number of sidecars (pods) whose latest report is that the
+	// current generation failed to initialise. They keep serving the instance
+	// they had loaded before, if any.
+	// +kubebuilder:validation:Minimum=0
+	Failed int32 `json:"failed"`
+
+	// FailedApps names up to five of the failed sidecars as app-id/pod-name,
+	// sorted. The Warning Events on this Component carry every error.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=5
+	FailedApps []string `json:"failedApps,omitempty"`
 }
 
 // +kubebuilder:object:root=true
