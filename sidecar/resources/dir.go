@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	yamlv3 "go.yaml.in/yaml/v3"
@@ -34,8 +36,22 @@ type Dir struct {
 	// Dapr does when NAMESPACE is set. Leave it empty in self-hosted mode unless the
 	// NAMESPACE environment variable is set.
 	Namespace string
-	// Log receives a line for each document or file left out. The zero value discards.
+	// Log receives a line for each document or file left out, and Watch's reloads. The
+	// zero value discards.
 	Log logr.Logger
+	// Debounce is the quiet period Watch waits for after a change before it reloads, so
+	// that the several events of one save (or of copying several files) make one
+	// reload; zero is DefaultDebounce.
+	Debounce time.Duration
+
+	// mu guards last, the set of the last successful Load or reload: Watch diffs each
+	// reload against it.
+	mu   sync.Mutex
+	last *Set
+	// reloaded, when set, is called after each reload of Watch (the first one once the
+	// directories are watched) with the events it sent or the error that kept the last
+	// good set; tests synchronise on it.
+	reloaded func([]Event, error)
 }
 
 var _ Source = (*Dir)(nil)
@@ -46,9 +62,21 @@ func LoadDir(paths []string, appID string) (*Set, error) {
 }
 
 // Load reads every manifest. The error joins one *ManifestError per problem found, so a
-// user sees them all at once.
+// user sees them all at once. The set loaded is the one Watch reports changes against.
 func (d *Dir) Load(ctx context.Context) (*Set, error) {
-	l := &dirLoader{Dir: d, log: d.Log, set: &Set{}}
+	set, err := d.load(ctx, d.Log)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.last = set
+	d.mu.Unlock()
+	return set, nil
+}
+
+// load reads every manifest, logging what it leaves out to log.
+func (d *Dir) load(ctx context.Context, log logr.Logger) (*Set, error) {
+	l := &dirLoader{Dir: d, log: log, set: &Set{}}
 	if l.log.GetSink() == nil {
 		l.log = logr.Discard()
 	}
@@ -63,11 +91,6 @@ func (d *Dir) Load(ctx context.Context) (*Set, error) {
 		return nil, errors.Join(l.errs...)
 	}
 	return l.set, nil
-}
-
-// Watch is not implemented yet for directories (issue 7 adds fsnotify).
-func (d *Dir) Watch(context.Context, chan<- Event) error {
-	return fmt.Errorf("watching resource directories: %w", errors.ErrUnsupported)
 }
 
 type dirLoader struct {

@@ -375,8 +375,8 @@ func TestLoadDirPaths(t *testing.T) {
 	if _, err := LoadDir([]string{missing}, "app"); err == nil || !strings.Contains(err.Error(), missing+": no such directory") {
 		t.Errorf("missing path: %v", err)
 	}
-	if err := (&Dir{}).Watch(context.Background(), nil); !errors.Is(err, errors.ErrUnsupported) {
-		t.Errorf("Watch = %v, want ErrUnsupported", err)
+	if err := (&Dir{Paths: []string{missing}}).Watch(context.Background(), nil); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("Watch of a missing path = %v, want an error naming it", err)
 	}
 	if c, ok := set.Component("statestore"); ok {
 		t.Errorf("Component on an empty set found %v", c)

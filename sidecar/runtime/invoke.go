@@ -51,12 +51,16 @@ func (r *Runtime) loadConfiguration() (*daprv1alpha1.Configuration, error) {
 		r.log.Info("The Configuration resource is not read in Kubernetes mode yet; access control is off", "config", r.cfg.ConfigPath)
 		return nil, nil
 	}
-	set, err := resources.LoadDir([]string{r.cfg.ConfigPath}, r.cfg.AppID)
+	src := &resources.Dir{Paths: []string{r.cfg.ConfigPath}, AppID: r.cfg.AppID, Log: r.log.WithName("config"), Debounce: r.ReloadDebounce}
+	set, err := src.Load(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("--config %s: %w", r.cfg.ConfigPath, err)
 	}
 	switch len(set.Configurations) {
 	case 1:
+		// Watched from here on (reload.go).
+		r.configSource = src
+		r.live.configs = []*daprv1alpha1.Configuration{set.Configurations[0].Object}
 		return set.Configurations[0].Object, nil
 	case 0:
 		return nil, fmt.Errorf("--config %s: the file holds no Configuration", r.cfg.ConfigPath)
@@ -88,11 +92,8 @@ func (r *Runtime) setUpInvocation(set *resources.Set) (*invocation, error) {
 			return nil, fmt.Errorf("--config %s: %w", r.cfg.ConfigPath, err)
 		}
 	}
-	endpoints := invoke.StaticEndpoints{}
-	for _, e := range set.HTTPEndpoints {
-		endpoints[e.Object.Name] = e.Object
-	}
-	block.Endpoints = endpoints
+	r.live.init(set)
+	block.Endpoints = &r.live.endpointSet
 
 	if r.cfg.AppPort > 0 {
 		var probe appchannel.Probe

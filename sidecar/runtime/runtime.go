@@ -41,7 +41,11 @@ type Runtime struct {
 	ingressCount *prometheus.CounterVec
 	blocks       api.Blocks
 	invocation   *invocation
-	endpoints    []string
+	// source is where the resources come from, and configSource the --config file;
+	// live holds what of them changes while the sidecar runs (reload.go).
+	source       resources.Source
+	configSource resources.Source
+	live         live
 
 	loaded   atomic.Bool // components are loaded
 	appReady atomic.Bool // the app's port answers (or the app has none)
@@ -65,6 +69,12 @@ type Runtime struct {
 	// AppHealthTicks, when set, triggers the app health probes instead of a ticker of
 	// --app-health-probe-interval (tests).
 	AppHealthTicks <-chan time.Time
+	// DisableHotReload turns off the watch of the resources paths and the --config
+	// file in standalone mode (tests); changes then apply after a restart.
+	DisableHotReload bool
+	// ReloadDebounce is how long a change to the resources must be quiet before it
+	// applies; zero is resources.DefaultDebounce.
+	ReloadDebounce time.Duration
 	// Addrs are the bound addresses by name ("http", "grpc", "public", "metrics").
 	addrsMu sync.Mutex
 	addrs   map[string]net.Addr
@@ -87,7 +97,8 @@ func New(cfg Config, log logr.Logger) *Runtime {
 // up to the grace period to finish, and components are closed last.
 func (r *Runtime) Run(ctx context.Context) error {
 	start := time.Now()
-	set, err := resources.LoadDir(r.cfg.ResourcesPaths, r.cfg.AppID)
+	r.source = &resources.Dir{Paths: r.cfg.ResourcesPaths, AppID: r.cfg.AppID, Log: r.log.WithName("resources"), Debounce: r.ReloadDebounce}
+	set, err := r.source.Load(ctx)
 	if err != nil {
 		return err
 	}
@@ -107,9 +118,6 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	defer iv.close()
 	r.invocation = iv
-	for _, e := range set.HTTPEndpoints {
-		r.endpoints = append(r.endpoints, e.Object.Name)
-	}
 	ps := r.setUpPubsub(set, iv)
 	r.pubsub = ps
 	r.blocks = api.Blocks{
@@ -216,6 +224,8 @@ func (r *Runtime) Run(ctx context.Context) error {
 
 	appCtx, stopApp := context.WithCancel(ctx)
 	defer stopApp()
+	stopReload := r.startHotReload(appCtx)
+	defer stopReload()
 	appUp := make(chan struct{})
 	go r.waitForApp(appCtx, appUp)
 	go r.runAppHealth(appCtx, iv, appUp)
@@ -246,6 +256,8 @@ func (r *Runtime) Run(ctx context.Context) error {
 		r.unregister(iv)
 	}
 	stopApp()
+	// No change may reach the components once they close.
+	stopReload()
 	stopAll()
 	r.stopPubsub(ps)
 	r.closeComponents()
@@ -373,7 +385,7 @@ func (r *Runtime) Metadata() api.Metadata {
 		RuntimeVersion:   version.Get().Version,
 		Components:       r.components.Components(),
 		FailedComponents: r.components.Failed(),
-		HTTPEndpoints:    r.endpoints,
+		HTTPEndpoints:    r.live.endpointNames(),
 		Subscriptions:    r.subscriptions(),
 		Extended:         ext,
 		AppConnectionProperties: api.AppConnectionProperties{

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -33,6 +34,22 @@ type StaticEndpoints map[string]*daprv1alpha1.HTTPEndpoint
 func (s StaticEndpoints) HTTPEndpoint(name string) (*daprv1alpha1.HTTPEndpoint, bool) {
 	e, ok := s[name]
 	return e, ok
+}
+
+// SwappableEndpoints is a set of HTTPEndpoints that is replaced whole while calls read
+// it: the resources changed while the sidecar runs. The zero value holds none.
+type SwappableEndpoints struct {
+	set atomic.Pointer[StaticEndpoints]
+}
+
+// Store replaces the set; calls that already looked an endpoint up keep it.
+func (s *SwappableEndpoints) Store(e StaticEndpoints) { s.set.Store(&e) }
+
+func (s *SwappableEndpoints) HTTPEndpoint(name string) (*daprv1alpha1.HTTPEndpoint, bool) {
+	if e := s.set.Load(); e != nil {
+		return e.HTTPEndpoint(name)
+	}
+	return nil, false
 }
 
 // Secrets looks secret stores up by name, to resolve HTTPEndpoint headers that are
@@ -71,11 +88,35 @@ type Block struct {
 	Secrets   Secrets
 	// External sends calls to HTTPEndpoints and URL targets; nil uses a default client.
 	External *http.Client
+	// tls holds the clients of HTTPEndpoints with clientTLS.
+	tls tlsClients
 	// ACL is enforced on calls this sidecar receives; nil allows every call.
 	ACL    *ACL
 	Runner resiliency.Runner
 	// Getenv resolves envRef headers of HTTPEndpoints; nil uses os.Getenv.
 	Getenv func(string) string
+
+	// access, once SetAccessControl is called, replaces TrustDomain and ACL.
+	access atomic.Pointer[accessControl]
+}
+
+type accessControl struct {
+	trustDomain string
+	acl         *ACL
+}
+
+// SetAccessControl replaces the trust domain and the access control policy while the
+// block serves calls: the Configuration changed. A call already past its check is not
+// checked again.
+func (b *Block) SetAccessControl(trustDomain string, acl *ACL) {
+	b.access.Store(&accessControl{trustDomain: trustDomain, acl: acl})
+}
+
+func (b *Block) acl() *ACL {
+	if a := b.access.Load(); a != nil {
+		return a.acl
+	}
+	return b.ACL
 }
 
 var _ API = (*Block)(nil)
@@ -88,10 +129,14 @@ func (b *Block) runner() resiliency.Runner {
 }
 
 func (b *Block) trustDomain() string {
-	if b.TrustDomain == "" {
+	td := b.TrustDomain
+	if a := b.access.Load(); a != nil {
+		td = a.trustDomain
+	}
+	if td == "" {
 		return DefaultTrustDomain
 	}
-	return b.TrustDomain
+	return td
 }
 
 func (b *Block) isHTTPApp() bool {
@@ -112,7 +157,7 @@ func (b *Block) Invoke(ctx context.Context, req *Request) (*Response, error) {
 	var resp *Response
 	var err error
 	if isURL(req.Target) {
-		resp, err = b.invokeExternal(ctx, req.Target, req.Target, req, header)
+		resp, err = b.invokeExternal(ctx, nil, req.Target, req.Target, req, header)
 	} else if ep, ok := b.endpoint(req.Target); ok {
 		resp, err = b.invokeEndpoint(ctx, ep, req, header)
 	} else {
@@ -268,7 +313,7 @@ func (b *Block) Serve(ctx context.Context, call *Call) (*Response, error) {
 	if call.TargetAppID != "" && call.TargetAppID != b.AppID {
 		return nil, apierrors.New(apierrors.DirectInvoke, "this sidecar serves app %q, not %q", b.AppID, call.TargetAppID)
 	}
-	if ok, msg := b.ACL.Check(call.Caller, call.Method, call.Verb, b.isHTTPApp()); !ok {
+	if ok, msg := b.acl().Check(call.Caller, call.Method, call.Verb, b.isHTTPApp()); !ok {
 		return nil, apierrors.New(apierrors.InvokePermissionDenied, "%s", msg)
 	}
 	header := outgoingHeader(call.Header)
@@ -312,8 +357,9 @@ func (b *Block) callApp(ctx context.Context, verb, method, query string, header 
 }
 
 func (b *Block) invokeEndpoint(ctx context.Context, ep *daprv1alpha1.HTTPEndpoint, req *Request, header http.Header) (*Response, error) {
-	if ep.Spec.ClientTLS != nil {
-		return nil, fmt.Errorf("HTTPEndpoint %q: clientTLS is not supported by Outrigger yet", ep.Name)
+	client, err := b.endpointClient(ctx, ep)
+	if err != nil {
+		return nil, fmt.Errorf("HTTPEndpoint %q: %w", ep.Name, err)
 	}
 	for _, h := range ep.Spec.Headers {
 		v, err := b.headerValue(ctx, ep, h)
@@ -322,11 +368,13 @@ func (b *Block) invokeEndpoint(ctx context.Context, ep *daprv1alpha1.HTTPEndpoin
 		}
 		header.Set(h.Name, v)
 	}
-	return b.invokeExternal(ctx, ep.Name, ep.Spec.BaseURL, req, header)
+	return b.invokeExternal(ctx, client, ep.Name, ep.Spec.BaseURL, req, header)
 }
 
-func (b *Block) invokeExternal(ctx context.Context, name, baseURL string, req *Request, header http.Header) (*Response, error) {
-	client := b.External
+func (b *Block) invokeExternal(ctx context.Context, client *http.Client, name, baseURL string, req *Request, header http.Header) (*Response, error) {
+	if client == nil {
+		client = b.External
+	}
 	if client == nil {
 		client = defaultExternal
 	}
@@ -447,7 +495,7 @@ func (b *Block) ProxyInbound(ctx context.Context, fullMethod string, md metadata
 		}
 	}
 	caller := Caller{AppID: first(md, HeaderCallerAppID), Namespace: first(md, HeaderCallerNamespace), TrustDomain: first(md, HeaderCallerTrustDomain)}
-	if ok, msg := b.ACL.Check(caller, fullMethod, "", false); !ok {
+	if ok, msg := b.acl().Check(caller, fullMethod, "", false); !ok {
 		return nil, nil, apierrors.New(apierrors.InvokePermissionDenied, "%s", msg)
 	}
 	conn, err := b.appGRPC()
