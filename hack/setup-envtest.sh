@@ -14,12 +14,16 @@ dest="$cache_root/$K8S_VERSION"
 mkdir -p "$dest"
 
 # Each binary must run and report the version we build, so a stale or broken cache is rebuilt.
+# The output is captured before it is searched: with pipefail, `cmd | grep -q` fails
+# whenever grep exits before cmd has written everything (SIGPIPE), which used to throw
+# away a good cache now and then.
 have() {
   [ -x "$dest/$1" ] || return 1
+  local out
   case "$1" in
-    kubectl) "$dest/kubectl" version --client 2>/dev/null | grep -q "v$K8S_VERSION" ;;
-    kube-apiserver) "$dest/kube-apiserver" --version 2>/dev/null | grep -q "v$K8S_VERSION" ;;
-    etcd) "$dest/etcd" --version 2>/dev/null | grep -q "$ETCD_VERSION" ;;
+    kubectl) out="$("$dest/kubectl" version --client 2>/dev/null)" && [[ "$out" == *"v$K8S_VERSION"* ]] ;;
+    kube-apiserver) out="$("$dest/kube-apiserver" --version 2>/dev/null)" && [[ "$out" == *"v$K8S_VERSION"* ]] ;;
+    etcd) out="$("$dest/etcd" --version 2>/dev/null)" && [[ "$out" == *"$ETCD_VERSION"* ]] ;;
   esac
 }
 log() { echo "setup-envtest: $*" >&2; }
