@@ -64,6 +64,9 @@ type Config struct {
 	APIToken    string
 	AppAPIToken string
 	Namespace   string
+	// PodName is POD_NAME, which the injector sets; it names the pod in component
+	// status reports and fills {podName} in metadata.
+	PodName string
 
 	// RunPID and AppCommand come from `outrigger run` (OUTRIGGER_RUN_PID,
 	// OUTRIGGER_APP_COMMAND) for the sidecar's entry in the self-hosted registry.
@@ -181,6 +184,7 @@ func (v *flagValues) Finish(getenv func(string) string) (Config, error) {
 	c.APIToken = getenv("DAPR_API_TOKEN")
 	c.AppAPIToken = getenv("APP_API_TOKEN")
 	c.Namespace = getenv("NAMESPACE")
+	c.PodName = getenv("POD_NAME")
 	c.RunPID, _ = strconv.Atoi(getenv("OUTRIGGER_RUN_PID"))
 	c.AppCommand = getenv("OUTRIGGER_APP_COMMAND")
 	if c.Namespace == "" {

@@ -41,15 +41,20 @@ func (iv *invocation) close() {
 }
 
 // loadConfiguration reads the Configuration named by --config. In standalone mode it
-// is a file, read like any manifest; in Kubernetes mode it names a resource, which is
-// not read yet (issue 7 adds the API server source), so its access control is off.
-func (r *Runtime) loadConfiguration() (*daprv1alpha1.Configuration, error) {
+// is a file, read like any manifest; in Kubernetes mode it names a Configuration of the
+// namespace, which the resources source has read and watches.
+func (r *Runtime) loadConfiguration(set *resources.Set) (*daprv1alpha1.Configuration, error) {
 	if r.cfg.ConfigPath == "" {
 		return nil, nil
 	}
 	if r.cfg.Mode == ModeKubernetes {
-		r.log.Info("The Configuration resource is not read in Kubernetes mode yet; access control is off", "config", r.cfg.ConfigPath)
-		return nil, nil
+		for _, c := range set.Configurations {
+			if c.Object.Name == r.cfg.ConfigPath {
+				r.live.configs = []*daprv1alpha1.Configuration{c.Object}
+				return c.Object, nil
+			}
+		}
+		return nil, fmt.Errorf("--config %s: there is no Configuration %q in namespace %s (dapr.io/config names one)", r.cfg.ConfigPath, r.cfg.ConfigPath, r.cfg.Namespace)
 	}
 	src := &resources.Dir{Paths: []string{r.cfg.ConfigPath}, AppID: r.cfg.AppID, Log: r.log.WithName("config"), Debounce: r.ReloadDebounce}
 	set, err := src.Load(context.Background())
@@ -71,7 +76,7 @@ func (r *Runtime) loadConfiguration() (*daprv1alpha1.Configuration, error) {
 
 // setUpInvocation builds the app channel, the app health check and the invoke block.
 func (r *Runtime) setUpInvocation(set *resources.Set) (*invocation, error) {
-	conf, err := r.loadConfiguration()
+	conf, err := r.loadConfiguration(set)
 	if err != nil {
 		return nil, err
 	}

@@ -77,8 +77,7 @@ func upsert[T resources.Object](list []T, ev resources.Event, obj T) []T {
 // and applies each change while the sidecar serves; the apply functions take events of
 // any Source. stop ends the watch and waits for the change being applied.
 func (r *Runtime) startHotReload(ctx context.Context) (stop func()) {
-	// In Kubernetes mode the resources come from the API server, not from files.
-	if r.DisableHotReload || r.cfg.Mode != ModeStandalone {
+	if r.DisableHotReload {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -127,9 +126,11 @@ func (r *Runtime) applyResource(ctx context.Context, ev resources.Event) {
 	switch ev.Kind {
 	case resources.KindComponent:
 		// The store logs why an initialisation failed and lists it in the metadata.
-		if err := r.components.Apply(ctx, ev); err != nil && ctx.Err() == nil {
+		err := r.components.Apply(ctx, ev)
+		if err != nil && ctx.Err() == nil {
 			log.Info("Component change not applied; the instance loaded before, if any, keeps serving", "reason", err.Error())
 		}
+		r.reportApply(ctx, ev, err)
 	case resources.KindSubscription:
 		s, ok := ev.Object.(*daprv2alpha1.Subscription)
 		if !ok {
@@ -165,6 +166,11 @@ func (r *Runtime) applyResource(ctx context.Context, ev resources.Event) {
 		r.live.mu.Unlock()
 		log.Info("HTTPEndpoint applied", "baseUrl", e.Spec.BaseURL)
 	case resources.KindConfiguration:
+		if r.cfg.Mode == ModeKubernetes && name == r.cfg.ConfigPath {
+			// In Kubernetes mode --config names a Configuration of the namespace.
+			r.applyConfiguration(ctx, ev)
+			return
+		}
 		// As in Dapr's self-hosted mode, only the file named by --config configures the
 		// sidecar; a Configuration among the resources is read and left alone.
 		log.V(1).Info("Ignoring a Configuration in the resources paths; --config names the one in use")

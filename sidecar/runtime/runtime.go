@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"k8s.io/client-go/rest"
 
 	"github.com/outrigger-dev/outrigger/internal/version"
 	"github.com/outrigger-dev/outrigger/sidecar/api"
@@ -26,6 +27,7 @@ import (
 	stateblock "github.com/outrigger-dev/outrigger/sidecar/blocks/state"
 	"github.com/outrigger-dev/outrigger/sidecar/compstore"
 	"github.com/outrigger-dev/outrigger/sidecar/nameresolution"
+	"github.com/outrigger-dev/outrigger/sidecar/report"
 	"github.com/outrigger-dev/outrigger/sidecar/resiliency"
 	"github.com/outrigger-dev/outrigger/sidecar/resources"
 )
@@ -45,7 +47,12 @@ type Runtime struct {
 	// live holds what of them changes while the sidecar runs (reload.go).
 	source       resources.Source
 	configSource resources.Source
-	live         live
+	// restConfig reaches the API server in Kubernetes mode; reporter tells the operator
+	// which components loaded (nil in standalone mode).
+	restConfig                 *rest.Config
+	reporter                   *report.Reporter
+	registerBuiltinSecretStore func()
+	live                       live
 
 	loaded   atomic.Bool // components are loaded
 	appReady atomic.Bool // the app's port answers (or the app has none)
@@ -69,6 +76,9 @@ type Runtime struct {
 	// AppHealthTicks, when set, triggers the app health probes instead of a ticker of
 	// --app-health-probe-interval (tests).
 	AppHealthTicks <-chan time.Time
+	// RestConfig reaches the API server in Kubernetes mode; nil finds it as kubectl
+	// does (KUBECONFIG, then in-cluster credentials).
+	RestConfig *rest.Config
 	// DisableHotReload turns off the watch of the resources paths and the --config
 	// file in standalone mode (tests); changes then apply after a restart.
 	DisableHotReload bool
@@ -97,19 +107,29 @@ func New(cfg Config, log logr.Logger) *Runtime {
 // up to the grace period to finish, and components are closed last.
 func (r *Runtime) Run(ctx context.Context) error {
 	start := time.Now()
-	r.source = &resources.Dir{Paths: r.cfg.ResourcesPaths, AppID: r.cfg.AppID, Log: r.log.WithName("resources"), Debounce: r.ReloadDebounce}
-	set, err := r.source.Load(ctx)
+	if err := r.openSource(); err != nil {
+		return err
+	}
+	defer r.closeSource()
+	set, err := r.loadResources(ctx)
 	if err != nil {
 		return err
 	}
 	r.components = compstore.New(r.cfg.AppID, r.cfg.Namespace, r.log.WithName("components"))
+	r.components.PodName = r.cfg.PodName
+	r.useBuiltinSecretStore(set)
 	if r.Register == nil {
 		r.Register = registerComponents
 	}
 	r.Register(r.components)
-	if err := r.components.Load(ctx, set); err != nil {
+	if r.registerBuiltinSecretStore != nil {
+		r.registerBuiltinSecretStore()
+	}
+	loadErr := r.components.Load(ctx, set)
+	r.reportLoad(set, loadErr)
+	if loadErr != nil {
 		r.closeComponents()
-		return err
+		return loadErr
 	}
 	iv, err := r.setUpInvocation(set)
 	if err != nil {

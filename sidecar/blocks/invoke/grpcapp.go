@@ -123,4 +123,3 @@ func httpStatusFromCode(c codes.Code) int {
 	}
 	return http.StatusInternalServerError
 }
-

@@ -13,6 +13,7 @@ import (
 	pubsubredis "github.com/outrigger-dev/outrigger/sidecar/components/pubsub/redis"
 	pubsubsqlite "github.com/outrigger-dev/outrigger/sidecar/components/pubsub/sqlite"
 	"github.com/outrigger-dev/outrigger/sidecar/components/secretstores"
+	kubesecrets "github.com/outrigger-dev/outrigger/sidecar/components/secretstores/kubernetes"
 	"github.com/outrigger-dev/outrigger/sidecar/components/secretstores/localenv"
 	"github.com/outrigger-dev/outrigger/sidecar/components/secretstores/localfile"
 	"github.com/outrigger-dev/outrigger/sidecar/components/state"
@@ -37,6 +38,7 @@ func Register(r Registries) {
 	postgresql.Register(r.State)
 	localfile.Register(r.SecretStores)
 	localenv.Register(r.SecretStores)
+	kubesecrets.Register(r.SecretStores)
 	if r.Pubsub != nil {
 		pubsubmemory.Register(r.Pubsub)
 		pubsubsqlite.Register(r.Pubsub)
