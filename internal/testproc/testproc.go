@@ -5,6 +5,7 @@ package testproc
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -260,3 +261,40 @@ spec:
   - name: redisHost
     value: 127.0.0.1:6379
 `
+
+// WaitSubscribed polls GET /v1.0/metadata until the sidecar lists the subscription of
+// topic on pubsubName without an error, that is until it is in force: a message
+// published before that may reach no subscriber.
+func (s *Sidecar) WaitSubscribed(t testing.TB, pubsubName, topic string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		var body []byte
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL("/v1.0/metadata"), nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+		}
+		var md struct {
+			Subscriptions []struct {
+				PubsubName string `json:"pubsubname"`
+				Topic      string `json:"topic"`
+				Error      string `json:"error"`
+			} `json:"subscriptions"`
+		}
+		_ = json.Unmarshal(body, &md)
+		for _, sub := range md.Subscriptions {
+			if sub.PubsubName == pubsubName && sub.Topic == topic && sub.Error == "" {
+				return
+			}
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("sidecar exited before subscription %s/%s came into force (%v):\n%s", pubsubName, topic, s.exitErr, s.output.String())
+		case <-ctx.Done():
+			t.Fatalf("subscription %s/%s never came into force; metadata: %s", pubsubName, topic, body)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

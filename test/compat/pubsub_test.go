@@ -125,7 +125,9 @@ func TestPubsubSDKHTTPSubscriber(t *testing.T) {
 		ev.Topic != "orders" || ev.DataContentType != "application/json" || ev.ID == "" {
 		t.Errorf("event attributes: %+v", ev)
 	}
-	var order struct{ OrderID int `json:"orderId"` }
+	var order struct {
+		OrderID int `json:"orderId"`
+	}
 	if err := ev.Struct(&order); err != nil || order.OrderID != 7 {
 		t.Errorf("event data = %s (%v)", ev.RawData, err)
 	}
