@@ -126,7 +126,7 @@ func (b *Block) now() time.Time {
 func (b *Block) Start(ctx context.Context) {
 	var programmatic []Subscription
 	if b.App != nil {
-		subs, err := b.App.Subscriptions(ctx)
+		subs, err := b.appSubscriptions(ctx)
 		if err != nil {
 			b.Log.Error(err, "Could not read the app's subscriptions; only declared subscriptions are in force")
 		}
@@ -143,6 +143,28 @@ func (b *Block) Start(ctx context.Context) {
 	b.started = true
 	b.programmatic = programmatic
 	b.reconcileLocked()
+}
+
+// subscriptionAttempts bounds how often the app is asked for its subscriptions: an app
+// whose port accepts connections before its routes are mounted answers the first ask
+// with an error.
+const subscriptionAttempts = 5
+
+func (b *Block) appSubscriptions(ctx context.Context) ([]Subscription, error) {
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		subs, err := b.App.Subscriptions(ctx)
+		if err == nil || attempt == subscriptionAttempts || ctx.Err() != nil {
+			return subs, err
+		}
+		b.Log.V(1).Info("Asking the app for its subscriptions again", "attempt", attempt, "reason", err.Error())
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, err
+		}
+		wait *= 2
+	}
 }
 
 // SetDeclared replaces the declared subscriptions (Subscription resources) and applies

@@ -268,3 +268,28 @@ func TestBulkSubscribeDeliversBatches(t *testing.T) {
 	}
 	app.wait(ctx, t, "/bulk", 12)
 }
+
+// flakyApp fails its first answers to the subscription request.
+type flakyApp struct {
+	*fakeApp
+	failures int
+	asked    int
+}
+
+func (a *flakyApp) Subscriptions(ctx context.Context) ([]Subscription, error) {
+	a.asked++
+	if a.asked <= a.failures {
+		return nil, errors.New("routes not mounted yet")
+	}
+	return a.fakeApp.Subscriptions(ctx)
+}
+
+func TestStartAsksAgainWhenTheAppIsNotReady(t *testing.T) {
+	comps := newFakeComponents(t, "ps")
+	app := &flakyApp{fakeApp: newFakeApp([]Subscription{{PubsubName: "ps", Topic: "t", Default: "/t"}}, nil), failures: 2}
+	b := newBlock(t, comps, app)
+	b.Start(testCtx(t))
+	if got := b.Subscriptions(); len(got) != 1 || got[0].Error != "" {
+		t.Fatalf("after two failed asks the subscription should be in force: %+v (asked %d times)", got, app.asked)
+	}
+}
