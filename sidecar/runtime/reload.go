@@ -23,6 +23,9 @@ type live struct {
 	endpointSet invoke.SwappableEndpoints
 	// configs are the Configurations of the --config file; exactly one is in effect.
 	configs []*daprv1alpha1.Configuration
+	// components are the Component manifests in force for this app, loaded or failed,
+	// by name: a Secret they read may change and call for a new instance.
+	components map[string]*daprv1alpha1.Component
 }
 
 // init records the resources the sidecar started with.
@@ -30,6 +33,10 @@ func (l *live) init(set *resources.Set) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.subscriptions = slices.Clone(set.Subscriptions)
+	l.components = map[string]*daprv1alpha1.Component{}
+	for _, c := range set.Components {
+		l.components[c.Object.Name] = c.Object
+	}
 	l.endpoints = nil
 	for _, e := range set.HTTPEndpoints {
 		l.endpoints = append(l.endpoints, e.Object)
@@ -126,6 +133,15 @@ func (r *Runtime) applyResource(ctx context.Context, ev resources.Event) {
 	switch ev.Kind {
 	case resources.KindComponent:
 		// The store logs why an initialisation failed and lists it in the metadata.
+		if c, ok := ev.Object.(*daprv1alpha1.Component); ok {
+			r.live.mu.Lock()
+			if ev.Type == resources.Deleted {
+				delete(r.live.components, name)
+			} else if r.live.components != nil {
+				r.live.components[name] = c
+			}
+			r.live.mu.Unlock()
+		}
 		err := r.components.Apply(ctx, ev)
 		if err != nil && ctx.Err() == nil {
 			log.Info("Component change not applied; the instance loaded before, if any, keeps serving", "reason", err.Error())

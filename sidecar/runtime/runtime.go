@@ -246,6 +246,8 @@ func (r *Runtime) Run(ctx context.Context) error {
 	defer stopApp()
 	stopReload := r.startHotReload(appCtx)
 	defer stopReload()
+	stopSecrets := r.followSecrets(appCtx)
+	defer stopSecrets()
 	appUp := make(chan struct{})
 	go r.waitForApp(appCtx, appUp)
 	go r.runAppHealth(appCtx, iv, appUp)
@@ -278,6 +280,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	stopApp()
 	// No change may reach the components once they close.
 	stopReload()
+	stopSecrets()
 	stopAll()
 	r.stopPubsub(ps)
 	r.closeComponents()

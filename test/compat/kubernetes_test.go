@@ -74,6 +74,16 @@ func TestKubernetesModeSidecar(t *testing.T) {
 	}
 	must(c.Create(ctx, other))
 
+	// A component whose Secret does not exist yet fails, is reported, and loads once the
+	// Secret appears; a change of the Secret gives it a new instance.
+	late := &daprv1alpha1.Component{
+		ObjectMeta: metav1.ObjectMeta{Name: "late", Namespace: ns},
+		Spec: daprv1alpha1.ComponentSpec{Type: "state.sqlite", Version: "v1", IgnoreErrors: true, Metadata: []common.NameValuePair{
+			{Name: "connectionString", SecretKeyRef: common.SecretKeyRef{Name: "late-db", Key: "path"}},
+		}},
+	}
+	must(c.Create(ctx, late))
+
 	sc := testproc.Start(t, "k8sapp", t.TempDir(), []string{"KUBECONFIG=" + kcFile, "NAMESPACE=" + ns, "POD_NAME=k8sapp-0"},
 		"--mode", "kubernetes")
 	sc.WaitHealthy(t)
@@ -90,6 +100,28 @@ func TestKubernetesModeSidecar(t *testing.T) {
 	if code != http.StatusBadRequest || !strings.Contains(body, "ERR_STATE_STORE_NOT_FOUND") {
 		t.Errorf("scoped-out component: %d %s", code, body)
 	}
+
+	code, _, body = testproc.Do(t, http.MethodGet, sc.URL("/v1.0/metadata"), "")
+	if !strings.Contains(body, `"failedComponents":[{"name":"late"`) {
+		t.Errorf("the component without its Secret is not listed as failed: %s", body)
+	}
+	lateA, lateB := filepath.Join(t.TempDir(), "late-a.db"), filepath.Join(t.TempDir(), "late-b.db")
+	lateSecret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "late-db", Namespace: ns}, StringData: map[string]string{"path": lateA}}
+	must(c.Create(ctx, lateSecret))
+	waitFor(ctx, t, "the late component to load once its Secret exists", func() bool {
+		code, _, _ := testproc.Do(t, http.MethodPost, sc.URL("/v1.0/state/late"), `[{"key":"k","value":1}]`, "Content-Type", "application/json")
+		return code == http.StatusNoContent
+	})
+	if _, err := os.Stat(lateA); err != nil {
+		t.Errorf("the late component did not open the file its Secret names: %v", err)
+	}
+	must(c.Get(ctx, client.ObjectKeyFromObject(lateSecret), lateSecret))
+	lateSecret.Data = map[string][]byte{"path": []byte(lateB)}
+	must(c.Update(ctx, lateSecret))
+	waitFor(ctx, t, "a new instance on the changed Secret", func() bool {
+		_, err := os.Stat(lateB)
+		return err == nil
+	})
 
 	// Switch the store to in-memory through the API server: the key written before is
 	// gone from the new store, with no restart.
