@@ -12,6 +12,13 @@ CONTROLLER_GEN ?= go tool controller-gen
 ENVTEST_ASSETS = $(shell hack/setup-envtest.sh | tail -n 1)
 KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo "$$(hack/setup-envtest.sh | tail -n 1)/kubectl")
 GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
+# Renders config/ and generates the bundle with the kustomize Go API (no kubectl needed).
+MANIFESTS_TOOL ?= go run ./hack/manifests
+# The tree `make deploy` and `make build-installer` render: config/default (self-managed
+# webhook CA), config/overlays/cert-manager or config/overlays/ha.
+DEPLOY_CONFIG ?= config/default
+BUNDLE_CHANNELS ?= alpha
+BUNDLE_IMG ?= ghcr.io/outrigger-dev/outrigger-bundle:v$(shell $(MANIFESTS_TOOL) bundle --print-version 2>/dev/null || echo 0.0.0)
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -45,11 +52,25 @@ proto: ## Generate the Go code of Outrigger's own protos (proto/) with protoc an
 		--go-grpc_out=. --go-grpc_opt=module=github.com/outrigger-dev/outrigger \
 		$$(find proto -name '*.proto' | sort)
 
+.PHONY: bundle
+bundle: ## Generate the OLM bundle (bundle/, bundle.Dockerfile) from config/: make bundle VERSION=x.y.z [IMG=...].
+	$(MANIFESTS_TOOL) bundle --channels $(BUNDLE_CHANNELS) \
+		$(if $(filter command line,$(origin VERSION)),--version $(VERSION)) \
+		$(if $(filter command line,$(origin IMG)),--image $(IMG))
+
+.PHONY: docs
+docs: ## Generate docs/reference: the annotation, CRD, error code and CLI references.
+	go run ./hack/docs
+	go run ./cmd/outrigger docs > docs/reference/cli.md.tmp
+	mv docs/reference/cli.md.tmp docs/reference/cli.md
+
+GENERATED_PATHS = apis config bundle bundle.Dockerfile docs
+
 .PHONY: verify-generated
-verify-generated: manifests generate ## Fail when the committed generated files are stale.
-	@if [ -n "$$(git status --porcelain -- apis config)" ]; then \
-		echo "Generated files are stale; run 'make manifests generate' and commit:"; \
-		git status --porcelain -- apis config; git --no-pager diff --stat -- apis config; exit 1; fi
+verify-generated: manifests generate bundle docs ## Fail when the committed generated files (CRDs, RBAC, webhooks, deepcopy, bundle, docs) are stale.
+	@if [ -n "$$(git status --porcelain -- $(GENERATED_PATHS))" ]; then \
+		echo "Generated files are stale; run 'make manifests generate bundle docs' and commit:"; \
+		git status --porcelain -- $(GENERATED_PATHS); git --no-pager diff --stat -- $(GENERATED_PATHS); exit 1; fi
 
 .PHONY: fmt
 fmt: ## go fmt.
@@ -66,6 +87,10 @@ envtest: ## Build the envtest binaries (kube-apiserver, etcd, kubectl) into the 
 .PHONY: test
 test: vet ## Run all tests: unit, envtest and the real-server suites.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: test-e2e
+test-e2e: ## Run the e2e test: make demo's walkthrough driven by kubectl and HTTP (needs root, ip netns, node, python3, Redis, PostgreSQL).
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -tags e2e -count=1 -timeout 20m -v ./test/e2e/
 
 .PHONY: fuzz
 fuzz: ## Fuzz the state HTTP handlers and the CloudEvents envelopes, FUZZTIME each (default 15s).
@@ -87,9 +112,27 @@ build: ## Build bin/outrigger.
 dev: build ## Run the operator against a local control plane built from the envtest binaries.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(BIN)/outrigger dev
 
+.PHONY: demo
+demo: build ## The seed's hello-kubernetes walkthrough on a local control plane, pods run as local processes (Linux; root, or sudo).
+	@assets="$(ENVTEST_ASSETS)"; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; \
+		echo "make demo: each pod gets a network namespace, which needs root: running bin/outrigger dev --demo with sudo"; fi; \
+	exec $$sudo env PATH="$$PATH" KUBEBUILDER_ASSETS="$$assets" $(BIN)/outrigger dev --demo
+
 .PHONY: docker-build
 docker-build: ## Build the image (needs a Docker engine).
 	docker build --build-arg VERSION=$(VERSION) --build-arg GIT_COMMIT=$(GIT_COMMIT) -t $(IMG) .
+
+.PHONY: build-installer
+build-installer: ## Render dist/install.yaml: CRDs, RBAC, the operator and webhooks of DEPLOY_CONFIG, with IMG.
+	mkdir -p dist
+	$(MANIFESTS_TOOL) render --image $(IMG) $(DEPLOY_CONFIG) > dist/install.yaml.tmp
+	mv dist/install.yaml.tmp dist/install.yaml
+	@echo "Wrote dist/install.yaml ($(DEPLOY_CONFIG), image $(IMG)): kubectl apply --server-side -f dist/install.yaml"
+
+.PHONY: bundle-build
+bundle-build: ## Build the OLM bundle image BUNDLE_IMG (needs a Docker engine).
+	docker build -f bundle.Dockerfile -t $(BUNDLE_IMG) .
 
 ##@ Deployment (against the cluster in KUBECONFIG)
 
@@ -102,10 +145,9 @@ uninstall: ## Remove the CRDs.
 	$(KUBECTL) delete --ignore-not-found -k config/crd
 
 .PHONY: deploy
-deploy: ## Deploy the operator with IMG.
-	cd config/manager && $(KUBECTL) kustomize . >/dev/null
-	$(KUBECTL) kustomize config/default | sed "s|controller:latest|$(IMG)|g" | $(KUBECTL) apply --server-side --force-conflicts -f -
+deploy: ## Deploy the operator of DEPLOY_CONFIG (default config/default) with IMG.
+	$(MANIFESTS_TOOL) render --image $(IMG) $(DEPLOY_CONFIG) | $(KUBECTL) apply --server-side --force-conflicts -f -
 
 .PHONY: undeploy
 undeploy: ## Remove the operator and the CRDs.
-	$(KUBECTL) kustomize config/default | $(KUBECTL) delete --ignore-not-found -f -
+	$(MANIFESTS_TOOL) render $(DEPLOY_CONFIG) | $(KUBECTL) delete --ignore-not-found -f -

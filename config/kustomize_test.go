@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -28,8 +29,11 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/outrigger-dev/outrigger/internal/localcp"
+	"github.com/outrigger-dev/outrigger/internal/manifests"
 	"github.com/outrigger-dev/outrigger/internal/scheme"
 	"github.com/outrigger-dev/outrigger/internal/testenv"
 	"github.com/outrigger-dev/outrigger/webhooks/certs"
@@ -48,20 +52,26 @@ const (
 	subscriptionsCRD   = "subscriptions.dapr.io"
 	certDir            = "/tmp/k8s-webhook-server/serving-certs"
 	imagePlaceholder   = "controller:latest" // `make deploy` replaces it with IMG
+	installerImage     = "registry.example/outrigger:v9.9.9"
 	injectCAAnnotation = "cert-manager.io/inject-ca-from"
 	injectCAFrom       = "outrigger-system/outrigger-serving-cert"
 	certManagerSecret  = "webhook-server-cert"
 
 	defaultDir     = "default"
 	certManagerDir = "overlays/cert-manager"
+	haDir          = "overlays/ha"
+	manifestsDir   = "manifests"
 	crdDir         = "crd"
 	samplesDir     = "samples"
 
 	commandTimeout = 2 * time.Minute
 )
 
+// Every kustomization under config/ that a user or a make target builds.
+var allDirs = []string{defaultDir, certManagerDir, haDir, manifestsDir, crdDir, samplesDir, gitopsDir, argoCMDir}
+
 func TestKustomizeDefault(t *testing.T) {
-	objs := render(t, kubectl(t), defaultDir)
+	objs := render(t, defaultDir)
 	checkLabels(t, objs)
 	checkNamespaced(t, objs)
 	if ns := find[corev1.Namespace](t, objs, "Namespace", "", namespace); ns.Labels["control-plane"] != "controller-manager" {
@@ -78,7 +88,7 @@ func TestKustomizeDefault(t *testing.T) {
 		t.Errorf("args %v set --cert-provider: the default must use the operator's default (self)", c.Args)
 	}
 	// make deploy replaces the placeholder: the operator's image, and the sidecar's.
-	if n := strings.Count(renderRaw(t, kubectl(t), defaultDir), imagePlaceholder); n != 2 {
+	if n := strings.Count(renderRaw(t, defaultDir), imagePlaceholder); n != 2 {
 		t.Errorf("%q occurs %d times, want twice (image and --sidecar-image)", imagePlaceholder, n)
 	}
 	if !slices.Contains(c.Args, "--sidecar-image="+imagePlaceholder) {
@@ -106,7 +116,7 @@ func TestKustomizeDefault(t *testing.T) {
 }
 
 func TestKustomizeCertManagerOverlay(t *testing.T) {
-	objs := render(t, kubectl(t), certManagerDir)
+	objs := render(t, certManagerDir)
 	checkLabels(t, objs)
 	checkNamespaced(t, objs)
 
@@ -145,7 +155,7 @@ func TestKustomizeCertManagerOverlay(t *testing.T) {
 }
 
 func TestKustomizeCRD(t *testing.T) {
-	objs := render(t, kubectl(t), crdDir)
+	objs := render(t, crdDir)
 	if len(objs) != 5 || len(kinds(objs, "CustomResourceDefinition")) != 5 {
 		t.Fatalf("rendered %d objects, want the 5 CRDs", len(objs))
 	}
@@ -159,7 +169,7 @@ func TestKustomizeCRD(t *testing.T) {
 }
 
 func TestKustomizeSamples(t *testing.T) {
-	objs := render(t, kubectl(t), samplesDir)
+	objs := render(t, samplesDir)
 	if len(objs) == 0 {
 		t.Fatal("no samples rendered")
 	}
@@ -174,7 +184,6 @@ func TestKustomizeSamples(t *testing.T) {
 // The injector's MutatingWebhookConfiguration: both trees name it, point it at the
 // Service, keep it off the operator's namespace, and annotate it for cert-manager.
 func TestKustomizeMutatingWebhook(t *testing.T) {
-	kc := kubectl(t)
 	for _, tc := range []struct {
 		dir         string
 		annotations func(*testing.T, map[string]string, string)
@@ -183,7 +192,7 @@ func TestKustomizeMutatingWebhook(t *testing.T) {
 		{certManagerDir, checkInjectCA},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
-			objs := render(t, kc, tc.dir)
+			objs := render(t, tc.dir)
 			mwc := find[admissionregistrationv1.MutatingWebhookConfiguration](t, objs, "MutatingWebhookConfiguration", "", mutatingConfig)
 			if len(mwc.Webhooks) != 1 {
 				t.Fatalf("want one pod webhook, got %d", len(mwc.Webhooks))
@@ -208,24 +217,26 @@ func TestKustomizeMutatingWebhook(t *testing.T) {
 	}
 }
 
-// `make deploy` prefers the kubectl on PATH, whose kustomize may be older: it must
-// render every tree exactly as the pinned one does.
-func TestKustomizePathKubectlAgrees(t *testing.T) {
-	pinned := kubectl(t)
-	onPath, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Skip("no kubectl on PATH")
+// The tests, `make deploy`, `make build-installer` and `make bundle` render with the
+// kustomize Go API; a user may run `kubectl kustomize` or `kubectl apply -k` instead,
+// with the pinned kubectl or an older one on PATH. Every tree must render the same.
+func TestKustomizeKubectlAgrees(t *testing.T) {
+	kubectls := []string{kubectl(t)}
+	if onPath, err := exec.LookPath("kubectl"); err == nil {
+		version, _, _ := run(onPath, nil, "version", "--client")
+		t.Logf("kubectl on PATH: %s", bytes.ReplaceAll(bytes.TrimSpace(version), []byte("\n"), []byte(", ")))
+		kubectls = append(kubectls, onPath)
 	}
-	version, _, _ := run(onPath, nil, "version", "--client")
-	t.Logf("kubectl on PATH: %s", bytes.ReplaceAll(bytes.TrimSpace(version), []byte("\n"), []byte(", ")))
-	for _, dir := range []string{defaultDir, certManagerDir, crdDir, samplesDir} {
-		stdout, stderr, err := run(onPath, nil, "kustomize", dir)
-		if err != nil {
-			t.Errorf("%s kustomize %s: %v\n%s", onPath, dir, err, firstLines(stderr, 5))
-			continue
-		}
-		if want := renderRaw(t, pinned, dir); string(stdout) != want {
-			t.Errorf("%s kustomize %s renders differently from %s", onPath, dir, pinned)
+	for _, kc := range kubectls {
+		for _, dir := range allDirs {
+			stdout, stderr, err := run(kc, nil, "kustomize", dir)
+			if err != nil {
+				t.Errorf("%s kustomize %s: %v\n%s", kc, dir, err, firstLines(stderr, 5))
+				continue
+			}
+			if want := renderRaw(t, dir); string(stdout) != want {
+				t.Errorf("%s kustomize %s renders differently from the kustomize Go API", kc, dir)
+			}
 		}
 	}
 }
@@ -235,23 +246,22 @@ func firstLines(b []byte, n int) []byte {
 	return bytes.Join(lines[:min(n, len(lines))], []byte("\n"))
 }
 
-
 // The rendered trees must be accepted by a real API server, and the RBAC they grant
 // must let the operator's self-managed CA do its work.
 func TestKustomizeAppliesToAPIServer(t *testing.T) {
 	kc := kubectl(t)
-	def := renderRaw(t, kc, defaultDir)
-	overlay := render(t, kc, certManagerDir)
+	def := renderRaw(t, defaultDir)
+	overlay := render(t, certManagerDir)
 	env := testenv.Start(t)
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := os.WriteFile(kubeconfig, env.Env.KubeConfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	apply := func(t *testing.T, manifests []byte, extra ...string) {
+	apply := func(t *testing.T, data []byte, extra ...string) {
 		t.Helper()
 		args := append([]string{"--kubeconfig", kubeconfig, "apply", "--server-side", "--force-conflicts",
 			"--field-manager", "outrigger-config-test"}, extra...)
-		stdout, stderr, err := run(kc, manifests, append(args, "-f", "-")...)
+		stdout, stderr, err := run(kc, data, append(args, "-f", "-")...)
 		if err != nil {
 			t.Fatalf("kubectl apply %v: %v\n%s%s", extra, err, stdout, stderr)
 		}
@@ -285,10 +295,153 @@ func TestKustomizeAppliesToAPIServer(t *testing.T) {
 		}
 		apply(t, marshal(t, known), "--dry-run=server")
 	})
-	t.Run("operator permissions", func(t *testing.T) {
-		apply(t, []byte(def))
+	t.Run("ha overlay dry run", func(t *testing.T) {
+		apply(t, []byte(renderRaw(t, haDir)), "--dry-run=server")
+	})
+	t.Run("gitops dry run", func(t *testing.T) {
+		apply(t, []byte(renderRaw(t, gitopsDir)), "--dry-run=server")
+	})
+	t.Run("OLM manifests dry run", func(t *testing.T) {
+		apply(t, []byte(renderRaw(t, manifestsDir)), "--dry-run=server")
+	})
+	// What `make build-installer` writes, applied for real as a new user would: every
+	// object is created, and the operator's ServiceAccount can do its work.
+	t.Run("installer creates every object", func(t *testing.T) {
+		installer := manifests.SetImage([]byte(def), installerImage)
+		apply(t, installer)
+		for _, o := range decode(t, installer) {
+			got := &unstructured.Unstructured{}
+			got.SetGroupVersionKind(o.GroupVersionKind())
+			if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(o), got); err != nil {
+				t.Errorf("%s %s was not created: %v", o.GetKind(), o.GetName(), err)
+			}
+		}
+		dep := &appsv1.Deployment{}
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: deploymentName}, dep); err != nil {
+			t.Fatal(err)
+		}
+		c := managerContainer(t, dep)
+		if c.Image != installerImage || !slices.Contains(c.Args, "--sidecar-image="+installerImage) {
+			t.Errorf("image %s, args %v: want the operator and the sidecar at %s", c.Image, c.Args, installerImage)
+		}
 		checkPermissions(t, env)
 	})
+}
+
+// A new user on a new cluster: what `make build-installer` writes, applied with
+// `kubectl apply --server-side -f` and nothing else, creates every object with no error
+// and no warning. (On `outrigger dev`'s control plane the CRDs exist already, installed
+// for the in-process operator with a conversion webhook URL of their own, so applying
+// there takes --force-conflicts and repoints the conversion; see
+// TestKustomizeAppliesToAPIServer.)
+func TestInstallerOnNewControlPlane(t *testing.T) {
+	kc := kubectl(t)
+	assets, err := localcp.AssetsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &envtest.Environment{BinaryAssetsDirectory: assets}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	installer := manifests.SetImage([]byte(renderRaw(t, defaultDir)), installerImage)
+	stdout, stderr, err := run(kc, installer, "--kubeconfig", kubeconfig, "apply", "--server-side", "-f", "-")
+	if err != nil || len(bytes.TrimSpace(stderr)) > 0 {
+		t.Fatalf("kubectl apply --server-side -f install.yaml: %v\n%s%s", err, stdout, stderr)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := decode(t, installer)
+	if n := bytes.Count(stdout, []byte("serverside-applied")); n != len(objs) {
+		t.Errorf("%d objects applied, install.yaml has %d:\n%s", n, len(objs), stdout)
+	}
+	for _, o := range objs {
+		got := &unstructured.Unstructured{}
+		got.SetGroupVersionKind(o.GroupVersionKind())
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(o), got); err != nil {
+			t.Errorf("%s %s was not created: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+}
+
+// The HA overlay changes only the Deployment: two replicas, spread over nodes, with
+// leader election.
+func TestKustomizeHAOverlay(t *testing.T) {
+	objs := render(t, haDir)
+	checkLabels(t, objs)
+	checkNamespaced(t, objs)
+	dep := find[appsv1.Deployment](t, objs, "Deployment", namespace, deploymentName)
+	c := managerContainer(t, dep)
+	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 2 {
+		t.Errorf("replicas = %v, want 2", dep.Spec.Replicas)
+	}
+	if !slices.Contains(c.Args, "--leader-elect") {
+		t.Errorf("args %v: several replicas need --leader-elect", c.Args)
+	}
+	a := dep.Spec.Template.Spec.Affinity
+	if a == nil || a.PodAntiAffinity == nil || len(a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 1 {
+		t.Fatalf("affinity = %+v, want a preferred pod anti-affinity", a)
+	}
+	sel := a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm.LabelSelector
+	if sel == nil || !reflect.DeepEqual(sel.MatchLabels, dep.Spec.Selector.MatchLabels) {
+		t.Errorf("anti-affinity selects %+v, want the manager's pods %v", sel, dep.Spec.Selector.MatchLabels)
+	}
+	checkOnlyDeploymentDiffers(t, render(t, defaultDir), objs, nil)
+}
+
+// config/manifests, which the OLM bundle is generated from: OLM mounts the webhook
+// certificate, so the operator runs without its own CA, its permissions or its volume.
+func TestKustomizeManifestsForOLM(t *testing.T) {
+	objs := render(t, manifestsDir)
+	dep := find[appsv1.Deployment](t, objs, "Deployment", namespace, deploymentName)
+	c := managerContainer(t, dep)
+	checkDeployment(t, dep, c)
+	if !slices.Contains(c.Args, "--cert-provider=cert-manager") {
+		t.Errorf("args %v lack --cert-provider=cert-manager", c.Args)
+	}
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == certDir {
+			t.Errorf("%s is mounted: OLM mounts its certificate there", certDir)
+		}
+	}
+	if len(dep.Spec.Template.Spec.Volumes) != 0 {
+		t.Errorf("volumes = %+v, want none", dep.Spec.Template.Spec.Volumes)
+	}
+	removed := []string{"outrigger-webhook-ca-role", "outrigger-webhook-ca-rolebinding",
+		"outrigger-webhook-cert-secret-role", "outrigger-webhook-cert-secret-rolebinding"}
+	checkOnlyDeploymentDiffers(t, render(t, defaultDir), objs, removed)
+}
+
+// checkOnlyDeploymentDiffers compares an overlay with config/default: the same objects
+// apart from the manager's Deployment and those removed.
+func checkOnlyDeploymentDiffers(t *testing.T, base, overlay []*unstructured.Unstructured, removed []string) {
+	t.Helper()
+	index := func(objs []*unstructured.Unstructured) map[string]*unstructured.Unstructured {
+		m := map[string]*unstructured.Unstructured{}
+		for _, o := range objs {
+			if o.GetKind() != "Deployment" && !slices.Contains(removed, o.GetName()) {
+				m[o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName()] = o
+			}
+		}
+		return m
+	}
+	b, o := index(base), index(overlay)
+	if len(b) != len(o) {
+		t.Errorf("%d objects besides the Deployment, config/default has %d", len(o), len(b))
+	}
+	for k, want := range b {
+		if got, ok := o[k]; !ok || !reflect.DeepEqual(got.Object, want.Object) {
+			t.Errorf("%s differs from config/default", k)
+		}
+	}
 }
 
 // checkPermissions runs the self-managed CA as the operator's ServiceAccount and asks
@@ -653,20 +806,21 @@ func run(kubectl string, stdin []byte, args ...string) (stdout, stderr []byte, e
 	return out.Bytes(), errOut.Bytes(), err
 }
 
-func renderRaw(t *testing.T, kubectl, dir string) string {
+// renderRaw builds dir with the kustomize Go API, as `make build-installer` does.
+func renderRaw(t *testing.T, dir string) string {
 	t.Helper()
-	stdout, stderr, err := run(kubectl, nil, "kustomize", dir)
+	out, err := manifests.Render(dir)
 	if err != nil {
-		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderr)
+		t.Fatal(err)
 	}
-	return string(stdout)
+	return string(out)
 }
 
 // render builds dir and checks that every object parses: strictly into its Go type when
 // the scheme knows the kind.
-func render(t *testing.T, kubectl, dir string) []*unstructured.Unstructured {
+func render(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	objs := decode(t, []byte(renderRaw(t, kubectl, dir)))
+	objs := decode(t, []byte(renderRaw(t, dir)))
 	if len(objs) == 0 {
 		t.Fatalf("%s rendered nothing", dir)
 	}

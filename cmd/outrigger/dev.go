@@ -1,13 +1,24 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -25,6 +36,7 @@ func newDevCommand() *cobra.Command {
 	var (
 		kubeconfigPath string
 		inj            injectorOptions
+		demo           demoOptions
 	)
 	zapOpts := zap.Options{Development: true}
 	cmd := &cobra.Command{
@@ -32,31 +44,58 @@ func newDevCommand() *cobra.Command {
 		Short: "Run a local control plane (etcd and kube-apiserver) with the CRDs, webhooks and the operator",
 		Long: `dev starts etcd and kube-apiserver on loopback from the envtest binaries that
 hack/setup-envtest.sh builds, installs the dapr.io CRDs and the webhook configurations,
-and runs the operator against them until Ctrl-C. It writes a kubeconfig for kubectl.`,
+and runs the operator against them until Ctrl-C. It writes a kubeconfig for kubectl.
+
+With --demo it also replays the seed's hello-kubernetes walkthrough: it applies the
+statestore Component and the nodeapp and pythonapp Deployments, creates their pods
+through the API server (so the webhook injects daprd), and plays the kubelet, running
+each container as a local process in a network namespace of its pod, with exactly the
+command, args and environment of the injected pod spec. This needs Linux and root.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-			return runDev(ctrl.SetupSignalHandler(), cmd, kubeconfigPath, inj)
+			ctx, hurry := devSignals(cmd.ErrOrStderr())
+			if !demo.enabled {
+				ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+				return runDev(ctx, cmd, kubeconfigPath, inj, demo)
+			}
+			if err := demoPreflight(demo); err != nil {
+				return err
+			}
+			// The demo's console shows the pods; the control plane's and the operator's
+			// logs go to a file.
+			logFile, err := demo.prepareDir()
+			if err != nil {
+				return err
+			}
+			defer logFile.Close()
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts), zap.WriteTo(logFile)))
+			demo.hurry = hurry
+			return runDev(ctx, cmd, kubeconfigPath, inj, demo)
 		},
 	}
 	cmd.Flags().StringVar(&kubeconfigPath, "kubeconfig-out", filepath.Join(os.TempDir(), "outrigger-dev", "kubeconfig"),
 		"where to write the kubeconfig of the local control plane")
 	inj.bindFlags(cmd.Flags())
+	demo.bindFlags(cmd.Flags())
 	gofs := flag.NewFlagSet("zap", flag.ExitOnError)
 	zapOpts.BindFlags(gofs)
 	cmd.Flags().AddGoFlagSet(gofs)
 	return cmd
 }
 
-func runDev(ctx context.Context, cmd *cobra.Command, kubeconfigPath string, inj injectorOptions) error {
+func runDev(ctx context.Context, cmd *cobra.Command, kubeconfigPath string, inj injectorOptions, demo demoOptions) error {
 	env, err := localcp.New(scheme.New())
 	if err != nil {
 		return err
 	}
+	pidFile := filepath.Join(filepath.Dir(kubeconfigPath), "control-plane.pids")
+	killLeftoverControlPlane(pidFile, cmd.ErrOrStderr())
 	restCfg, err := env.Start()
 	if err != nil {
 		return fmt.Errorf("start local control plane: %w", err)
 	}
+	recordControlPlane(pidFile)
+	defer os.Remove(pidFile)
 	defer func() {
 		if err := env.Stop(); err != nil {
 			fmt.Fprintf(cmd.ErrOrStderr(), "stop local control plane: %v\n", err)
@@ -68,6 +107,7 @@ func runDev(ctx context.Context, cmd *cobra.Command, kubeconfigPath string, inj 
 	if err := os.WriteFile(kubeconfigPath, env.KubeConfig, 0o600); err != nil {
 		return fmt.Errorf("write kubeconfig: %w", err)
 	}
+	giveToSudoUser(filepath.Dir(kubeconfigPath), kubeconfigPath)
 
 	wh := env.WebhookInstallOptions
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
@@ -84,7 +124,161 @@ func runDev(ctx context.Context, cmd *cobra.Command, kubeconfigPath string, inj 
 	if err := setupOperator(mgr, inj.handler(devControlPlaneNamespace)); err != nil {
 		return err
 	}
+	if demo.enabled {
+		return runWithDemo(ctx, cmd, mgr, restCfg, kubeconfigPath, inj.sidecarImage, demo)
+	}
 	fmt.Fprintf(cmd.OutOrStdout(), "Local control plane is up at %s\n  export KUBECONFIG=%s\n  kubectl apply -k config/samples\nPress Ctrl-C to stop.\n",
 		restCfg.Host, kubeconfigPath)
 	return mgr.Start(ctx)
+}
+
+// runWithDemo runs the operator and, once its webhooks serve, the demo; both stop with
+// ctx, and the demo also when the operator stops.
+func runWithDemo(ctx context.Context, cmd *cobra.Command, mgr ctrl.Manager, restCfg *rest.Config, kubeconfigPath, sidecarImage string, demo demoOptions) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mgrErr error
+	mgrStopped := make(chan struct{})
+	go func() {
+		mgrErr = mgr.Start(ctx)
+		cancel()
+		close(mgrStopped)
+	}()
+	err := waitWebhooks(ctx, mgr, mgrStopped)
+	if err == nil {
+		fmt.Fprintf(cmd.OutOrStdout(), "==> Local control plane is up at %s with the operator (export KUBECONFIG=%s)\n", restCfg.Host, kubeconfigPath)
+		err = runDemo(ctx, cmd.OutOrStdout(), restCfg, mgr.GetScheme(), kubeconfigPath, sidecarImage, demo)
+	}
+	cancel()
+	<-mgrStopped
+	if err == nil && mgrErr != nil {
+		err = fmt.Errorf("operator: %w", mgrErr)
+	}
+	return err
+}
+
+// waitWebhooks returns once the webhook server answers: until then the API server
+// rejects the dapr.io resources the demo applies.
+func waitWebhooks(ctx context.Context, mgr ctrl.Manager, mgrStopped <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	check := mgr.GetWebhookServer().StartedChecker()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
+	for check(req) != nil {
+		select {
+		case <-mgrStopped:
+			return errors.New("the operator stopped before its webhooks served")
+		case <-ctx.Done():
+			return fmt.Errorf("the webhook server did not start: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// devSignals: the first SIGINT or SIGTERM ends ctx, for a graceful stop; the second
+// ends hurry, so that what is still running is killed at once (and cleaned up); the
+// third exits on the spot.
+func devSignals(stderr io.Writer) (ctx, hurry context.Context) {
+	ctx, stop := context.WithCancel(context.Background())
+	hurry, rush := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 3)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ch
+		stop()
+		<-ch
+		fmt.Fprintln(stderr, "Stopping now: killing what still runs (once more exits at once and may leave processes behind)")
+		rush()
+		<-ch
+		os.Exit(1)
+	}()
+	return ctx, hurry
+}
+
+// giveToSudoUser hands files to the user who ran sudo (make demo does), who runs
+// kubectl with the kubeconfig.
+func giveToSudoUser(paths ...string) {
+	uid, err1 := strconv.Atoi(os.Getenv("SUDO_UID"))
+	gid, err2 := strconv.Atoi(os.Getenv("SUDO_GID"))
+	if err1 != nil || err2 != nil || os.Geteuid() != 0 {
+		return
+	}
+	for _, p := range paths {
+		_ = os.Chown(p, uid, gid)
+	}
+}
+
+// recordControlPlane notes the etcd and kube-apiserver processes this process started,
+// so that the next `outrigger dev` stops them if this one dies without stopping them
+// (they are not children that die with it). Linux only: it reads /proc.
+func recordControlPlane(pidFile string) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	var lines []string
+	self := strconv.Itoa(os.Getpid())
+	for _, e := range entries {
+		pid := e.Name()
+		if _, err := strconv.Atoi(pid); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ppid ...": comm may hold spaces, so split after ")".
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) < 2 || fields[1] != self {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+		if err != nil {
+			continue
+		}
+		if name := filepath.Base(string(bytes.SplitN(cmdline, []byte{0}, 2)[0])); name == "etcd" || name == "kube-apiserver" {
+			lines = append(lines, pid+" "+base64.StdEncoding.EncodeToString(cmdline))
+		}
+	}
+	_ = os.WriteFile(pidFile, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+}
+
+// killLeftoverControlPlane kills the processes an earlier `outrigger dev` recorded, if
+// each still runs the very command line recorded, and removes their temporary
+// directories.
+func killLeftoverControlPlane(pidFile string, stderr io.Writer) {
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		pid, enc, ok := strings.Cut(line, " ")
+		want, err := base64.StdEncoding.DecodeString(enc)
+		n, err2 := strconv.Atoi(pid)
+		if !ok || err != nil || err2 != nil {
+			continue
+		}
+		have, err := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+		if err != nil || !bytes.Equal(have, want) {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(want), "\x00"), "\x00")
+		fmt.Fprintf(stderr, "Stopping %s (pid %d), left running by an earlier outrigger dev\n", filepath.Base(args[0]), n)
+		if p, err := os.FindProcess(n); err == nil {
+			_ = p.Kill()
+		}
+		for _, a := range args {
+			for _, flag := range []string{"--data-dir=", "--cert-dir="} {
+				if dir, ok := strings.CutPrefix(a, flag); ok && strings.HasPrefix(dir, os.TempDir()) {
+					_ = os.RemoveAll(dir)
+				}
+			}
+		}
+	}
+	_ = os.Remove(pidFile)
 }

@@ -24,6 +24,7 @@ manages the dapr.io resources on Kubernetes with an operator and an injector web
 		newStopCommand(),
 		newInvokeCommand(),
 		newPublishCommand(),
+		newDocsCommand(),
 	)
 	return root
 }

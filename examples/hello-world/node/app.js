@@ -93,12 +93,37 @@ async function newOrder(req, res) {
     }
 }
 
+// Beyond Dapr's quickstart: a Subscription may route a topic to POST /events. The app
+// logs each event and keeps the last 100, which GET /events lists (the e2e test applies
+// such a Subscription while the app runs).
+const events = [];
+
+async function newEvent(req, res) {
+    let event;
+    try {
+        event = await readJSON(req);
+    } catch (e) {
+        send(res, 400, { message: `The body is not JSON: ${e.message}` });
+        return;
+    }
+    console.log(`Got an event on topic ${event.topic}: ${JSON.stringify(event.data)}`);
+    events.push(event);
+    if (events.length > 100) {
+        events.shift();
+    }
+    send(res, 200, { status: 'SUCCESS' });
+}
+
 const server = http.createServer((req, res) => {
     const path = new URL(req.url, 'http://localhost').pathname;
     if (req.method === 'GET' && path === '/order') {
         getOrder(req, res);
     } else if (req.method === 'POST' && path === '/neworder') {
         newOrder(req, res);
+    } else if (req.method === 'POST' && path === '/events') {
+        newEvent(req, res);
+    } else if (req.method === 'GET' && path === '/events') {
+        send(res, 200, events);
     } else {
         send(res, 404, { message: `No route for ${req.method} ${path}` });
     }
