@@ -3,7 +3,10 @@
 // tracing are added in one place.
 package resiliency
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Direction of a call relative to the sidecar.
 type Direction string
@@ -32,5 +35,31 @@ type Runner interface {
 type Direct struct{}
 
 func (Direct) Run(ctx context.Context, _ Target, op func(ctx context.Context) error) error {
-	return op(ctx)
+	err, _ := unpermanent(op(ctx))
+	return err
+}
+
+// permanentError is an error that no retry policy retries.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err so that Run returns it (unwrapped) at once instead of retrying:
+// an attempt that cannot be repeated, such as a request whose streamed body was partly
+// sent.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// unpermanent reports whether err was marked Permanent, and returns it unwrapped.
+func unpermanent(err error) (error, bool) {
+	var pe *permanentError
+	if errors.As(err, &pe) {
+		return pe.err, true
+	}
+	return err, false
 }

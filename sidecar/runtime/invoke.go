@@ -17,7 +17,6 @@ import (
 	"github.com/outrigger-dev/outrigger/sidecar/nameresolution"
 	"github.com/outrigger-dev/outrigger/sidecar/nameresolution/kubernetes"
 	"github.com/outrigger-dev/outrigger/sidecar/nameresolution/selfhosted"
-	"github.com/outrigger-dev/outrigger/sidecar/resiliency"
 	"github.com/outrigger-dev/outrigger/sidecar/resources"
 )
 
@@ -86,7 +85,7 @@ func (r *Runtime) setUpInvocation(set *resources.Set) (*invocation, error) {
 		Namespace:   r.cfg.Namespace,
 		AppProtocol: r.cfg.AppProtocol,
 		AppToken:    r.cfg.AppAPIToken,
-		Runner:      resiliency.Direct{},
+		Runner:      &r.live.policies,
 		Secrets:     r.components.SecretStores(),
 		HostAddress: hostAddress(),
 	}

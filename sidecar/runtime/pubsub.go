@@ -10,7 +10,6 @@ import (
 	"github.com/outrigger-dev/outrigger/sidecar/appchannel"
 	pubsubblock "github.com/outrigger-dev/outrigger/sidecar/blocks/pubsub"
 	"github.com/outrigger-dev/outrigger/sidecar/compstore"
-	"github.com/outrigger-dev/outrigger/sidecar/resiliency"
 	"github.com/outrigger-dev/outrigger/sidecar/resources"
 )
 
@@ -31,7 +30,7 @@ func (r *Runtime) setUpPubsub(set *resources.Set, iv *invocation) *pubsubblock.B
 		AppID:     r.cfg.AppID,
 		Namespace: r.cfg.Namespace,
 		PubSubs:   r.components.PubSubs(),
-		Runner:    resiliency.Direct{},
+		Runner:    &r.live.policies,
 		Log:       r.log.WithName("pubsub"),
 		OnIngress: func(component, topic, outcome string) {
 			r.ingressCount.WithLabelValues(r.cfg.AppID, component, r.cfg.Namespace, outcome, topic).Inc()

@@ -3,13 +3,17 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
+
+	"github.com/go-logr/logr"
 
 	daprv1alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v1alpha1"
 	daprv2alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v2alpha1"
 	"github.com/outrigger-dev/outrigger/sidecar/appchannel"
 	"github.com/outrigger-dev/outrigger/sidecar/blocks/invoke"
+	"github.com/outrigger-dev/outrigger/sidecar/resiliency"
 	"github.com/outrigger-dev/outrigger/sidecar/resources"
 )
 
@@ -23,6 +27,10 @@ type live struct {
 	endpointSet invoke.SwappableEndpoints
 	// configs are the Configurations of the --config file; exactly one is in effect.
 	configs []*daprv1alpha1.Configuration
+	// resiliencies are the Resiliency resources in load order, and policies what the
+	// blocks run their calls under: their compilation, swapped on every change.
+	resiliencies []*daprv1alpha1.Resiliency
+	policies     resiliency.Live
 	// components are the Component manifests in force for this app, loaded or failed,
 	// by name: a Secret they read may change and call for a new instance.
 	components map[string]*daprv1alpha1.Component
@@ -42,6 +50,22 @@ func (l *live) init(set *resources.Set) {
 		l.endpoints = append(l.endpoints, e.Object)
 	}
 	l.storeEndpointsLocked()
+}
+
+// initResiliency compiles the Resiliency resources the sidecar starts with.
+func (l *live) initResiliency(set *resources.Set, log logr.Logger) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.resiliencies = nil
+	for _, r := range set.Resiliencies {
+		l.resiliencies = append(l.resiliencies, r.Object)
+	}
+	p, err := resiliency.Compile(l.resiliencies, log)
+	if err != nil {
+		return fmt.Errorf("resiliency policies: %w", err)
+	}
+	l.policies.Store(p)
+	return nil
 }
 
 func (l *live) storeEndpointsLocked() {
@@ -191,7 +215,21 @@ func (r *Runtime) applyResource(ctx context.Context, ev resources.Event) {
 		// sidecar; a Configuration among the resources is read and left alone.
 		log.V(1).Info("Ignoring a Configuration in the resources paths; --config names the one in use")
 	case resources.KindResiliency:
-		log.Info("Resiliency changed; resiliency policies are not applied by this version, so nothing changes")
+		res, ok := ev.Object.(*daprv1alpha1.Resiliency)
+		if !ok {
+			return
+		}
+		r.live.mu.Lock()
+		defer r.live.mu.Unlock()
+		list := upsert(slices.Clone(r.live.resiliencies), ev, res)
+		p, err := resiliency.Compile(list, r.log.WithName("resiliency"))
+		if err != nil {
+			log.Error(err, "Resiliency change not applied; the policies in effect stay")
+			return
+		}
+		r.live.resiliencies = list
+		r.live.policies.Store(p)
+		log.Info("Resiliency applied", "resiliencies", len(list))
 	}
 }
 

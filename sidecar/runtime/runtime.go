@@ -28,7 +28,6 @@ import (
 	"github.com/outrigger-dev/outrigger/sidecar/compstore"
 	"github.com/outrigger-dev/outrigger/sidecar/nameresolution"
 	"github.com/outrigger-dev/outrigger/sidecar/report"
-	"github.com/outrigger-dev/outrigger/sidecar/resiliency"
 	"github.com/outrigger-dev/outrigger/sidecar/resources"
 )
 
@@ -131,6 +130,10 @@ func (r *Runtime) Run(ctx context.Context) error {
 		r.closeComponents()
 		return loadErr
 	}
+	if err := r.live.initResiliency(set, r.log.WithName("resiliency")); err != nil {
+		r.closeComponents()
+		return err
+	}
 	iv, err := r.setUpInvocation(set)
 	if err != nil {
 		r.closeComponents()
@@ -141,7 +144,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	ps := r.setUpPubsub(set, iv)
 	r.pubsub = ps
 	r.blocks = api.Blocks{
-		State:  &stateblock.Block{AppID: r.cfg.AppID, Namespace: r.cfg.Namespace, Stores: r.components, Runner: resiliency.Direct{}},
+		State:  &stateblock.Block{AppID: r.cfg.AppID, Namespace: r.cfg.Namespace, Stores: r.components, Runner: &r.live.policies},
 		Invoke: iv.block,
 		Pubsub: ps,
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -274,12 +275,13 @@ func (b *Block) invokeRemote(ctx context.Context, appID, ns string, req *Request
 		ContentLength:   req.ContentLength,
 	}
 	var resp *Response
-	// The body streams once: a retry after it was partly sent cannot replay it. The
-	// op's context must outlive Run, since the response body streams after it.
-	err = b.runner().Run(ctx, resiliency.Target{Kind: "app", Name: appID, Direction: resiliency.Outbound, Operation: "invoke"},
-		func(ctx context.Context) error {
+	// The op's context must outlive Run, since the response body streams after it.
+	err = b.runOnce(ctx, resiliency.Target{Kind: "app", Name: appID, Direction: resiliency.Outbound, Operation: "invoke"}, req.Body,
+		func(ctx context.Context, body io.Reader) error {
+			c := *call
+			c.Body = body
 			var err error
-			resp, err = b.Remote.Call(ctx, addr, call)
+			resp, err = b.Remote.Call(ctx, addr, &c)
 			return err
 		})
 	if status.Code(err) == codes.Unavailable {
@@ -340,11 +342,11 @@ func (b *Block) callApp(ctx context.Context, verb, method, query string, header 
 		return nil, apierrors.New(apierrors.DirectInvoke, "missing HTTP extension field")
 	}
 	var resp *Response
-	err := b.runner().Run(ctx, resiliency.Target{Kind: "app", Name: b.AppID, Direction: resiliency.Inbound, Operation: "invoke"},
-		func(ctx context.Context) error {
+	err := b.runOnce(ctx, resiliency.Target{Kind: "app", Name: b.AppID, Direction: resiliency.Inbound, Operation: "invoke"}, req.Body,
+		func(ctx context.Context, body io.Reader) error {
 			var err error
 			resp, err = b.App.Do(ctx, &appchannel.Request{Method: verb, Path: method, RawQuery: query, Header: header,
-				Body: req.Body, ContentLength: req.ContentLength})
+				Body: body, ContentLength: req.ContentLength})
 			return err
 		})
 	if err != nil {
@@ -383,11 +385,11 @@ func (b *Block) invokeExternal(ctx context.Context, client *http.Client, name, b
 		return nil, err
 	}
 	var resp *Response
-	err = b.runner().Run(ctx, resiliency.Target{Kind: "endpoint", Name: name, Direction: resiliency.Outbound, Operation: "invoke"},
-		func(ctx context.Context) error {
+	err = b.runOnce(ctx, resiliency.Target{Kind: "endpoint", Name: name, Direction: resiliency.Outbound, Operation: "invoke"}, req.Body,
+		func(ctx context.Context, body io.Reader) error {
 			var err error
 			resp, err = ch.Do(ctx, &appchannel.Request{Method: req.Verb, Path: req.Method, RawQuery: req.RawQuery, Header: header,
-				Body: req.Body, ContentLength: req.ContentLength})
+				Body: body, ContentLength: req.ContentLength})
 			return err
 		})
 	return resp, err
