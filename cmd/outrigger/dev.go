@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -35,6 +36,7 @@ const devControlPlaneNamespace = "outrigger-system"
 func newDevCommand() *cobra.Command {
 	var (
 		kubeconfigPath string
+		empty          bool
 		inj            injectorOptions
 		demo           demoOptions
 	)
@@ -54,6 +56,13 @@ command, args and environment of the injected pod spec. This needs Linux and roo
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, hurry := devSignals(cmd.ErrOrStderr())
+			if empty {
+				if demo.enabled {
+					return errors.New("--empty and --demo exclude each other: the demo needs the CRDs and the operator")
+				}
+				ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+				return runEmptyControlPlane(ctx, cmd, kubeconfigPath)
+			}
 			if !demo.enabled {
 				ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 				return runDev(ctx, cmd, kubeconfigPath, inj, demo)
@@ -75,6 +84,8 @@ command, args and environment of the injected pod spec. This needs Linux and roo
 	}
 	cmd.Flags().StringVar(&kubeconfigPath, "kubeconfig-out", filepath.Join(os.TempDir(), "outrigger-dev", "kubeconfig"),
 		"where to write the kubeconfig of the local control plane")
+	cmd.Flags().BoolVar(&empty, "empty", false,
+		"start the control plane with nothing installed and no operator, to try an install path (dist/install.yaml, the bundle)")
 	inj.bindFlags(cmd.Flags())
 	demo.bindFlags(cmd.Flags())
 	gofs := flag.NewFlagSet("zap", flag.ExitOnError)
@@ -281,4 +292,36 @@ func killLeftoverControlPlane(pidFile string, stderr io.Writer) {
 		}
 	}
 	_ = os.Remove(pidFile)
+}
+
+// runEmptyControlPlane runs etcd and kube-apiserver with nothing installed, until ctx
+// ends: the place to try `kubectl apply --server-side -f dist/install.yaml`, which
+// conflicts with the CRDs and webhooks the operator's own dev mode installs.
+func runEmptyControlPlane(ctx context.Context, cmd *cobra.Command, kubeconfigPath string) error {
+	env, err := localcp.New(scheme.New())
+	if err != nil {
+		return err
+	}
+	env.CRDs = nil
+	env.ErrorIfCRDPathMissing = false
+	env.WebhookInstallOptions = envtest.WebhookInstallOptions{}
+	restCfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("start local control plane: %w", err)
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "stop local control plane: %v\n", err)
+		}
+	}()
+	if err := os.MkdirAll(filepath.Dir(kubeconfigPath), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(kubeconfigPath, env.KubeConfig, 0o600); err != nil {
+		return fmt.Errorf("write kubeconfig: %w", err)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "Empty local control plane is up at %s\n  export KUBECONFIG=%s\n  kubectl apply --server-side -f dist/install.yaml\nPress Ctrl-C to stop.\n",
+		restCfg.Host, kubeconfigPath)
+	<-ctx.Done()
+	return nil
 }
