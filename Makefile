@@ -15,7 +15,7 @@ GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
 # Renders config/ and generates the bundle with the kustomize Go API (no kubectl needed).
 MANIFESTS_TOOL ?= go run ./hack/manifests
 # The tree `make deploy` and `make build-installer` render: config/default (self-managed
-# webhook CA), config/overlays/cert-manager or config/overlays/ha.
+# webhook CA), config/certmanager or config/overlays/ha.
 DEPLOY_CONFIG ?= config/default
 BUNDLE_CHANNELS ?= alpha
 BUNDLE_IMG ?= ghcr.io/outrigger-dev/outrigger-bundle:v$(shell $(MANIFESTS_TOOL) bundle --print-version 2>/dev/null || echo 0.0.0)

@@ -58,7 +58,7 @@ const (
 	certManagerSecret  = "webhook-server-cert"
 
 	defaultDir     = "default"
-	certManagerDir = "overlays/cert-manager"
+	certManagerDir = "certmanager"
 	haDir          = "overlays/ha"
 	manifestsDir   = "manifests"
 	crdDir         = "crd"

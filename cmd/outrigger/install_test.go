@@ -26,7 +26,7 @@ import (
 // demo's operator, which wires the same controllers and webhooks against the local
 // control plane) takes too, with the same meaning.
 func TestInstallArgsAreOperatorFlags(t *testing.T) {
-	for _, dir := range []string{"default", "overlays/cert-manager", "overlays/ha", "manifests"} {
+	for _, dir := range []string{"default", "certmanager", "overlays/ha", "manifests"} {
 		t.Run(dir, func(t *testing.T) {
 			objs, err := manifests.RenderObjects(filepath.Join("..", "..", "config", dir))
 			if err != nil {
