@@ -390,7 +390,12 @@ func newRecorder() *recorder {
 // handler records each delivery, then returns what then returns (nil when then is
 // nil).
 func (r *recorder) handler(then func(*pubsub.Message) error) pubsub.Handler {
-	return func(_ context.Context, m *pubsub.Message) error {
+	return func(ctx context.Context, m *pubsub.Message) error {
+		// A subscription that has ended takes nothing more: what reaches it now goes
+		// back to the broker, as a real app's sidecar would leave it.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		r.mu.Lock()
 		r.counts[string(m.Data)]++
 		r.msgs = append(r.msgs, m)

@@ -158,7 +158,7 @@ func (b *Bus) work(ctx context.Context, g *group, h pubsub.Handler) {
 		}
 		b.mu.Lock()
 		var m *pubsub.Message
-		if len(g.queue) > 0 {
+		if len(g.queue) > 0 && ctx.Err() == nil {
 			m = g.queue[0]
 			g.queue = g.queue[1:]
 			if len(g.queue) > 0 {
