@@ -70,7 +70,7 @@ func (r *Runtime) loadResources(ctx context.Context) (*resources.Set, error) {
 // useBuiltinSecretStore gives a Kubernetes-mode sidecar the built-in "kubernetes"
 // secret store, which resolves secretKeyRef when a component names no auth.secretStore,
 // as in Dapr; a component of the user's named "kubernetes" takes its place. It must run
-// before the store's registries are filled.
+// before the store's registries are filled; registerBuiltinSecretStore runs after.
 func (r *Runtime) useBuiltinSecretStore(set *resources.Set) {
 	if r.cfg.Mode != ModeKubernetes || r.cfg.DisableBuiltinK8sSecretStore {
 		return
@@ -78,7 +78,6 @@ func (r *Runtime) useBuiltinSecretStore(set *resources.Set) {
 	// A registry of this sidecar's own: the built-in store carries its credentials.
 	reg := &components.Registry[secretstores.Store]{}
 	r.components.Registries.SecretStores = reg
-	r.registerBuiltinSecretStore = func() { kubesecrets.RegisterWithConfig(reg, r.restConfig) }
 	if _, ok := set.Component(kubesecrets.BuiltinName); !ok {
 		set.Components = append([]resources.Resource[*daprv1alpha1.Component]{{Object: kubesecrets.BuiltinComponent(r.cfg.Namespace)}}, set.Components...)
 	}
@@ -121,5 +120,13 @@ func (r *Runtime) reportApply(ctx context.Context, ev resources.Event, err error
 		r.reporter.ComponentLoaded(c)
 	case ctx.Err() == nil:
 		r.reporter.ComponentFailed(c, err)
+	}
+}
+
+// registerBuiltinSecretStore gives the built-in store this sidecar's credentials, once
+// the registries hold every other implementation.
+func (r *Runtime) registerBuiltinSecretStore() {
+	if r.components.DefaultSecretStore == kubesecrets.BuiltinName {
+		kubesecrets.RegisterWithConfig(r.components.Registries.SecretStores, r.restConfig)
 	}
 }

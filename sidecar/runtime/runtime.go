@@ -48,10 +48,9 @@ type Runtime struct {
 	configSource resources.Source
 	// restConfig reaches the API server in Kubernetes mode; reporter tells the operator
 	// which components loaded (nil in standalone mode).
-	restConfig                 *rest.Config
-	reporter                   *report.Reporter
-	registerBuiltinSecretStore func()
-	live                       live
+	restConfig *rest.Config
+	reporter   *report.Reporter
+	live       live
 
 	loaded   atomic.Bool // components are loaded
 	appReady atomic.Bool // the app's port answers (or the app has none)
@@ -121,9 +120,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		r.Register = registerComponents
 	}
 	r.Register(r.components)
-	if r.registerBuiltinSecretStore != nil {
-		r.registerBuiltinSecretStore()
-	}
+	r.registerBuiltinSecretStore()
 	loadErr := r.components.Load(ctx, set)
 	r.reportLoad(set, loadErr)
 	if loadErr != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,7 +45,7 @@ func (r *Runtime) followSecrets(ctx context.Context) (stop func()) {
 	reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			// The initial list is what the components were loaded with.
-			if s, ok := obj.(*corev1.Secret); ok && synced(inf) {
+			if s, ok := obj.(*corev1.Secret); ok && inf.HasSynced() {
 				send(s.Name)
 			}
 		},
@@ -89,8 +90,6 @@ func (r *Runtime) followSecrets(ctx context.Context) (stop func()) {
 	}
 }
 
-func synced(inf toolscache.SharedIndexInformer) bool { return inf.HasSynced() }
-
 // secretChanged re-applies every Component that reads the Secret.
 func (r *Runtime) secretChanged(ctx context.Context, secret string) {
 	for _, c := range r.componentsReading(secret) {
@@ -126,15 +125,7 @@ func (r *Runtime) componentsReading(secret string) []*daprv1alpha1.Component {
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b *daprv1alpha1.Component) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b *daprv1alpha1.Component) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

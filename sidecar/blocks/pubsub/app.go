@@ -410,7 +410,6 @@ func (a GRPCApp) DeliverBulk(ctx context.Context, d *BulkDelivery) (map[string]S
 		if err != nil {
 			return nil, err
 		}
-		tr.Path = ""
 		req.Entries = append(req.Entries, &runtimev1.TopicEventBulkRequestEntry{
 			EntryId: e.EntryID, ContentType: "application/cloudevents+json", Metadata: e.Metadata,
 			Event: &runtimev1.TopicEventBulkRequestEntry_CloudEvent{CloudEvent: &runtimev1.TopicEventCERequest{
