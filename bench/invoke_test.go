@@ -85,9 +85,18 @@ func openLoad(ctx context.Context, rate, conns int, d time.Duration, op func(ctx
 // envAppB makes the test binary serve as app B instead of running tests (TestMain).
 const envAppB = "OUTRIGGER_BENCH_APP_B"
 
-// TestMain lets the benchmark run app B as a process of its own: the test binary,
-// started again with envAppB set, answers POST /echo with 1 KB and prints its address.
+// TestMain lets the benchmarks run their peers as processes of their own: the test
+// binary, started again with envAppB set, is app B, which answers POST /echo with 1 KB
+// and prints its address; with envNullSidecar set it is the null sidecar
+// (ceiling_test.go).
 func TestMain(m *testing.M) {
+	if os.Getenv(envNullSidecar) != "" {
+		if err := serveNullSidecar(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if os.Getenv(envAppB) == "" {
 		os.Exit(m.Run())
 	}
@@ -106,9 +115,13 @@ func TestMain(m *testing.M) {
 }
 
 // startAppB runs app B as its own process and returns its address.
-func startAppB(b *testing.B) string {
+func startAppB(b *testing.B) string { return startPeer(b, envAppB) }
+
+// startPeer runs this test binary again as a process of its own with env set to 1
+// (TestMain), and returns the first line it prints.
+func startPeer(b *testing.B, env string) string {
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), envAppB+"=1")
+	cmd.Env = append(os.Environ(), env+"=1")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -118,19 +131,19 @@ func startAppB(b *testing.B) string {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := make(chan string, 1)
+	line := make(chan string, 1)
 	go func() {
-		line, _ := bufio.NewReader(out).ReadString('\n')
-		addr <- strings.TrimSpace(line)
+		l, _ := bufio.NewReader(out).ReadString('\n')
+		line <- strings.TrimSpace(l)
 	}()
 	select {
-	case a := <-addr:
-		if a == "" {
-			b.Fatal("app B printed no address")
+	case l := <-line:
+		if l == "" {
+			b.Fatalf("%s: the process printed nothing", env)
 		}
-		return a
+		return l
 	case <-time.After(30 * time.Second):
-		b.Fatal("app B did not start")
+		b.Fatalf("%s: the process did not start", env)
 		return ""
 	}
 }

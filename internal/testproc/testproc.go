@@ -298,3 +298,46 @@ func (s *Sidecar) WaitSubscribed(t testing.TB, pubsubName, topic string) {
 		}
 	}
 }
+
+// WaitOutput waits until the sidecar's output contains text, the process exits, or
+// a 30-second deadline passes.
+func (s *Sidecar) WaitOutput(t testing.TB, text string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for !strings.Contains(s.output.String(), text) {
+		select {
+		case <-s.done:
+			t.Fatalf("sidecar exited before it printed %q (%v):\n%s", text, s.exitErr, s.output.String())
+		case <-ctx.Done():
+			t.Fatalf("sidecar did not print %q within the deadline:\n%s", text, s.output.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// MemoryReleased is what a sidecar prints once it has given back its start-up memory.
+const MemoryReleased = "Gave back the start-up memory"
+
+// ProcStatus reads the kB figures of /proc/<pid>/status (VmRSS, RssAnon, RssFile...).
+func ProcStatus(pid int) (map[string]int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(string(data), "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		rest = strings.TrimSpace(rest)
+		if !ok || !strings.HasSuffix(rest, " kB") {
+			continue
+		}
+		if kb, err := strconv.ParseInt(strings.TrimSuffix(rest, " kB"), 10, 64); err == nil {
+			out[name] = kb
+		}
+	}
+	if _, ok := out["VmRSS"]; !ok {
+		return nil, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	}
+	return out, nil
+}

@@ -43,7 +43,9 @@ func (r *readingRemote) Call(_ context.Context, _ string, call *Call) (*Response
 	return nil, errPartial
 }
 
-func (r *readingRemote) Conn(string) (grpc.ClientConnInterface, error) { return nil, errors.New("no conn") }
+func (r *readingRemote) Conn(string) (grpc.ClientConnInterface, error) {
+	return nil, errors.New("no conn")
+}
 
 // A retry policy never re-sends a body that was partly sent: the call would arrive
 // truncated. A call without a body is retried as the policy says.
