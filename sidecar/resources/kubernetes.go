@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -51,6 +52,10 @@ type Kubernetes struct {
 	AppID string
 	// Log receives watch errors and skipped resources. The zero value discards.
 	Log logr.Logger
+	// ForbiddenGrace is how long Load keeps retrying a list the API server forbids
+	// before it gives up: at a pod's start, the Role that lets it read the dapr.io
+	// resources may not be bound yet. Zero means DefaultForbiddenGrace.
+	ForbiddenGrace time.Duration
 
 	// mu guards run and watching, and all of the state inside run: the informers'
 	// handlers, Load and Watch take it.
@@ -60,6 +65,9 @@ type Kubernetes struct {
 }
 
 var _ Source = (*Kubernetes)(nil)
+
+// DefaultForbiddenGrace is the ForbiddenGrace of a zero Kubernetes.
+const DefaultForbiddenGrace = 30 * time.Second
 
 // NewKubernetes returns the source for the app appID in namespace, reading the API server
 // of cfg with the scheme Outrigger shares (internal/scheme).
@@ -159,6 +167,8 @@ type kubeRun struct {
 	// one was recorded.
 	errs      map[Kind]error
 	errNotify chan struct{}
+	// forbiddenSince is when each kind's list was first forbidden.
+	forbiddenSince map[Kind]time.Time
 }
 
 type kubeSynced struct {
@@ -317,13 +327,14 @@ func (k *Kubernetes) startLocked() (*kubeRun, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	run := &kubeRun{
-		cancel:     cancel,
-		done:       make(chan struct{}),
-		known:      map[kubeKey]Object{},
-		outOfScope: map[kubeKey]Object{},
-		notify:     make(chan struct{}, 1),
-		errs:       map[Kind]error{},
-		errNotify:  make(chan struct{}, 1),
+		cancel:         cancel,
+		done:           make(chan struct{}),
+		known:          map[kubeKey]Object{},
+		outOfScope:     map[kubeKey]Object{},
+		notify:         make(chan struct{}, 1),
+		errs:           map[Kind]error{},
+		forbiddenSince: map[Kind]time.Time{},
+		errNotify:      make(chan struct{}, 1),
 	}
 	var informers []toolscache.SharedIndexInformer
 	for _, kk := range kubeKinds {
@@ -400,13 +411,20 @@ func (k *Kubernetes) waitSynced(ctx context.Context, run *kubeRun) error {
 			return nil
 		}
 		k.mu.Lock()
-		err := k.fatalErrorLocked(run, pending)
+		err, recheck := k.fatalErrorLocked(run, pending)
 		k.mu.Unlock()
 		if err != nil {
 			return err
 		}
+		var graceOver <-chan time.Time
+		if !recheck.IsZero() {
+			t := time.NewTimer(time.Until(recheck))
+			defer t.Stop()
+			graceOver = t.C
+		}
 		select {
 		case <-wait:
+		case <-graceOver:
 		case <-run.errNotify:
 		case <-ctx.Done():
 			k.mu.Lock()
@@ -422,8 +440,15 @@ func (k *Kubernetes) waitSynced(ctx context.Context, run *kubeRun) error {
 }
 
 // fatalErrorLocked returns the first error recorded for the kinds not yet synced that
-// retrying cannot fix, described for whoever runs the sidecar. Kubernetes.mu is held.
-func (k *Kubernetes) fatalErrorLocked(run *kubeRun, pending []kubeKind) error {
+// retrying cannot fix, described for whoever runs the sidecar. A forbidden list is
+// retried for ForbiddenGrace first; recheck is when the earliest such grace ends.
+// Kubernetes.mu is held.
+func (k *Kubernetes) fatalErrorLocked(run *kubeRun, pending []kubeKind) (error, time.Time) {
+	var recheck time.Time
+	grace := k.ForbiddenGrace
+	if grace <= 0 {
+		grace = DefaultForbiddenGrace
+	}
 	for _, kk := range pending {
 		err := run.errs[kk.kind]
 		if err == nil {
@@ -433,21 +458,30 @@ func (k *Kubernetes) fatalErrorLocked(run *kubeRun, pending []kubeKind) error {
 		switch {
 		case meta.IsNoMatchError(err), apierrors.IsNotFound(err):
 			return fmt.Errorf("list %s in namespace %q: the CustomResourceDefinition %s (version %s) is not installed; install Outrigger's CRDs: %w",
-				kk.resource, k.Namespace, crd, kk.gvk.Version, err)
+				kk.resource, k.Namespace, crd, kk.gvk.Version, err), time.Time{}
 		case apierrors.IsForbidden(err):
+			if until := run.forbiddenSince[kk.kind].Add(grace); time.Now().Before(until) {
+				if recheck.IsZero() || until.Before(recheck) {
+					recheck = until
+				}
+				continue
+			}
 			return fmt.Errorf("list %s in namespace %q: forbidden; the pod's service account needs get, list and watch on %s (the operator's sidecar Role grants them): %w",
-				kk.resource, k.Namespace, crd, err)
+				kk.resource, k.Namespace, crd, err), time.Time{}
 		case apierrors.IsUnauthorized(err):
-			return fmt.Errorf("list %s in namespace %q: the API server refused the sidecar's credentials: %w", kk.resource, k.Namespace, err)
+			return fmt.Errorf("list %s in namespace %q: the API server refused the sidecar's credentials: %w", kk.resource, k.Namespace, err), time.Time{}
 		}
 	}
-	return nil
+	return nil, recheck
 }
 
 func (k *Kubernetes) watchError(run *kubeRun, kk kubeKind, err error) {
 	k.log().Error(err, "Listing or watching dapr.io resources failed; retrying", "kind", kk.kind, "namespace", k.Namespace)
 	k.mu.Lock()
 	run.errs[kk.kind] = err
+	if _, seen := run.forbiddenSince[kk.kind]; !seen && apierrors.IsForbidden(err) {
+		run.forbiddenSince[kk.kind] = time.Now()
+	}
 	k.mu.Unlock()
 	select {
 	case run.errNotify <- struct{}{}:

@@ -458,7 +458,9 @@ func TestKubernetes(t *testing.T) {
 				RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "sidecar"},
 				Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "sidecar-" + ns}}},
 		)
-		_, err = e.source(t, user.Config(), ns).Load(kubeLoadCtx(t))
+		k := e.source(t, user.Config(), ns)
+		k.ForbiddenGrace = 200 * time.Millisecond
+		_, err = k.Load(kubeLoadCtx(t))
 		if err == nil {
 			t.Fatal("Load succeeded without access to HTTPEndpoints")
 		}
@@ -466,6 +468,58 @@ func TestKubernetes(t *testing.T) {
 		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "list httpendpoints in namespace") ||
 			!strings.Contains(err.Error(), "httpendpoints.dapr.io") || errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("error %q does not say that listing httpendpoints is forbidden", err)
+		}
+	})
+
+	t.Run("forbidden until the Role is bound, then loaded", func(t *testing.T) {
+		ns := e.namespace(t, "late-rbac")
+		e.create(t, kubeComponent(ns, "present"))
+		user, err := e.env.AddUser(envtest.User{Name: "sidecar-" + ns}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := e.source(t, user.Config(), ns)
+		k.ForbiddenGrace = time.Hour // the load's context bounds the test
+		type result struct {
+			set *Set
+			err error
+		}
+		loaded := make(chan result, 1)
+		go func() {
+			set, err := k.Load(kubeLoadCtx(t))
+			loaded <- result{set, err}
+		}()
+		// Bind the Role only once a list has been refused.
+		ctx := kubeLoadCtx(t)
+		for forbidden := false; !forbidden; {
+			k.mu.Lock()
+			if k.run != nil {
+				_, forbidden = k.run.forbiddenSince[KindComponent]
+			}
+			k.mu.Unlock()
+			select {
+			case r := <-loaded:
+				t.Fatalf("Load ended before the Role was bound: %v", r.err)
+			case <-ctx.Done():
+				t.Fatal("no list was refused before the deadline")
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		e.create(t,
+			&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sidecar"}, Rules: []rbacv1.PolicyRule{{
+				APIGroups: []string{"dapr.io"}, Verbs: []string{"get", "list", "watch"},
+				Resources: []string{"components", "configurations", "subscriptions", "resiliencies", "httpendpoints"},
+			}}},
+			&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sidecar"},
+				RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "sidecar"},
+				Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "sidecar-" + ns}}},
+		)
+		r := <-loaded
+		if r.err != nil {
+			t.Fatalf("Load after the Role was bound: %v", r.err)
+		}
+		if len(r.set.Components) != 1 || r.set.Components[0].Object.Name != "present" {
+			t.Errorf("loaded %+v, want the component present", r.set.Components)
 		}
 	})
 
