@@ -1,7 +1,8 @@
 // Package appchannel is the sidecar's outbound HTTP client: to its own app on
 // --app-channel-address:--app-port (service invocation, and later pub/sub deliveries
 // and bindings), and to the HTTP services that HTTPEndpoint resources or full URLs
-// name. Bodies stream both ways; hop-by-hop headers are dropped both ways.
+// name. Bodies stream both ways; hop-by-hop headers are dropped both ways, and
+// trailers pass both ways.
 package appchannel
 
 import (
@@ -48,6 +49,12 @@ type Request struct {
 	Body io.Reader
 	// ContentLength is the body's length, or -1 when unknown.
 	ContentLength int64
+	// Trailer, as in a client's http.Request: nil sends no trailers; otherwise its
+	// keys are announced before the body and its values are sent after it, so it must
+	// hold them by the time Body returns io.EOF (whoever fills it does so from Body's
+	// Read). Announced trailers make the body chunked, since HTTP/1.1 sends trailers
+	// only after a chunked body.
+	Trailer http.Header
 }
 
 // Response is the answer to a Request. Body is never nil and must be closed.
@@ -57,6 +64,10 @@ type Response struct {
 	Body   io.ReadCloser
 	// ContentLength is the body's length, or -1 when unknown.
 	ContentLength int64
+	// Trailer, as in http.Response: before the body ends it holds the announced
+	// trailer names with nil values (or is nil); once Body has returned io.EOF it holds
+	// the trailers received. Read it only after that, never during a Read.
+	Trailer http.Header
 }
 
 // Options configure a Channel.
@@ -199,6 +210,12 @@ func (c *Channel) Do(ctx context.Context, req *Request) (*Response, error) {
 		hr.ContentLength = req.ContentLength
 	}
 	hr.Header.Del("Content-Length")
+	if req.Trailer != nil && body != http.NoBody {
+		hr.Trailer = req.Trailer
+		if len(req.Trailer) > 0 {
+			hr.ContentLength = -1
+		}
+	}
 	if c.token != "" {
 		hr.Header.Set(APITokenHeader, c.token)
 	} else {
@@ -222,11 +239,12 @@ func (c *Channel) Do(ctx context.Context, req *Request) (*Response, error) {
 		Status:        resp.StatusCode,
 		Header:        resp.Header,
 		ContentLength: resp.ContentLength,
-		Body: &releasingBody{ReadCloser: resp.Body, release: func() {
-			guard.stop()
-			c.release()
-		}},
+		Trailer:       ValidTrailer(resp.Trailer),
 	}
+	out.Body = &releasingBody{ReadCloser: resp.Body, from: resp, to: out, release: func() {
+		guard.stop()
+		c.release()
+	}}
 	if resp.ContentLength >= 0 {
 		out.Header.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	} else {
@@ -268,11 +286,22 @@ func (g *guardedBody) stop() {
 	g.mu.Unlock()
 }
 
-// releasingBody frees the concurrency slot once, when the body is closed.
+// releasingBody frees the concurrency slot once, when the body is closed, and hands
+// the trailers on when the body ends (net/http may only then make the map).
 type releasingBody struct {
 	io.ReadCloser
 	once    sync.Once
 	release func()
+	from    *http.Response
+	to      *Response
+}
+
+func (b *releasingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.to.Trailer = ValidTrailer(b.from.Trailer)
+	}
+	return n, err
 }
 
 func (b *releasingBody) Close() error {
@@ -282,10 +311,54 @@ func (b *releasingBody) Close() error {
 }
 
 // hopByHop are the headers of one connection (RFC 9110 section 7.6.1), which a proxy
-// must not forward; every Proxy-* header goes too.
+// must not forward; every Proxy-* header goes too. Trailer is end-to-end, but it is
+// dropped with them: the announcement is made again from the trailers that are
+// actually carried (the keys of Request.Trailer and Response.Trailer).
 var hopByHop = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// notTrailers are the fields that must not be sent as trailers (RFC 9110 section
+// 6.5.1: framing, routing, authentication, request modifiers, content handling), the
+// list net/http's own httpguts.ValidTrailerHeader holds.
+var notTrailers = map[string]bool{}
+
+func init() {
+	for _, k := range []string{"Authorization", "Cache-Control", "Connection", "Content-Encoding", "Content-Length",
+		"Content-Range", "Content-Type", "Expect", "Host", "Keep-Alive", "Max-Forwards", "Pragma", "Proxy-Authenticate",
+		"Proxy-Authorization", "Proxy-Connection", "Range", "Realm", "Te", "Trailer", "Transfer-Encoding",
+		"Www-Authenticate"} {
+		notTrailers[k] = true
+	}
+}
+
+// ValidTrailer returns t without the fields that may not be trailers, t itself when it
+// has none (the usual case, which copies nothing). A nil or empty t stays as it is.
+func ValidTrailer(t http.Header) http.Header {
+	for k := range t {
+		if notTrailers[http.CanonicalHeaderKey(k)] {
+			return MergeTrailer(nil, t)
+		}
+	}
+	return t
+}
+
+// MergeTrailer sets in dst the fields of src that may be trailers (replacing the
+// values of a name present in both), making dst when it is nil and there is
+// something to set, and returns it.
+func MergeTrailer(dst, src http.Header) http.Header {
+	for k, v := range src {
+		k = http.CanonicalHeaderKey(k)
+		if notTrailers[k] {
+			continue
+		}
+		if dst == nil {
+			dst = make(http.Header, len(src))
+		}
+		dst[k] = v
+	}
+	return dst
 }
 
 // CleanHeader returns a copy of h without hop-by-hop headers, including those that

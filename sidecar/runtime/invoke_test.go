@@ -3,7 +3,9 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -29,6 +31,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	commonv1 "github.com/dapr/dapr/pkg/proto/common/v1"
+	runtimev1 "github.com/dapr/dapr/pkg/proto/runtime/v1"
 
 	"github.com/outrigger-dev/outrigger/sidecar/nameresolution/selfhosted"
 )
@@ -121,25 +126,43 @@ func httpURL(rt *Runtime, path string) string { return "http://" + rt.Addr("http
 // call makes one HTTP call with a deadline and returns the status, headers and body.
 func call(t *testing.T, method, url string, body io.Reader, header ...string) (int, http.Header, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	req, cancel := request(t, method, url, body, header...)
 	defer cancel()
+	resp, b, _ := do(t, req)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// request is an HTTP request with a deadline, which cancel ends, and the header's
+// name and value pairs.
+func request(t *testing.T, method, url string, body io.Reader, header ...string) (*http.Request, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Add(header[i], header[i+1])
 	}
+	return req, cancel
+}
+
+// do sends req and returns the response with its body read, and the trailers that the
+// response announced before its body.
+func do(t *testing.T, req *http.Request) (*http.Response, []byte, http.Header) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	announced := resp.Trailer.Clone()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, resp.Header, string(b)
+	return resp, b, announced
 }
 
 // seen is what the echo app received.
@@ -748,4 +771,157 @@ func BenchmarkInvokeInProcess(b *testing.B) {
 			resp.Body.Close()
 		}
 	})
+}
+
+// trailerApp answers with trailers in both of net/http's ways: /declared announces
+// X-Checksum (the SHA-256 of its body) before the body, /prefix sets X-Late with
+// http.TrailerPrefix after it, along with a Content-Type trailer, which may not be one
+// and must not pass. The body is ?size=N bytes. X-Seen-Trailer tells which trailers
+// the request brought, and X-Seen-Te whether a Te header reached the app. With h2c it
+// speaks HTTP/2 without TLS too, where a small body keeps its Content-Length.
+func trailerApp(t *testing.T, h2c bool) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		var seen []string
+		for k, v := range r.Trailer {
+			seen = append(seen, k+"="+strings.Join(v, ","))
+		}
+		w.Header().Set("X-Seen-Trailer", strings.Join(seen, ";"))
+		w.Header().Set("X-Seen-Te", r.Header.Get("Te"))
+		size, _ := strconv.Atoi(r.URL.Query().Get("size"))
+		body := bytes.Repeat([]byte("t"), size)
+		switch r.URL.Path {
+		case "/declared":
+			w.Header().Set("Trailer", "X-Checksum")
+			_, _ = w.Write(body)
+			w.Header().Set("X-Checksum", fmt.Sprintf("%x", sha256.Sum256(body)))
+		case "/prefix":
+			_, _ = w.Write(body)
+			// Without a flush, net/http would give a small body a Content-Length and
+			// drop the trailers.
+			_ = http.NewResponseController(w).Flush()
+			w.Header().Set(http.TrailerPrefix+"X-Late", "late")
+			w.Header().Set(http.TrailerPrefix+"Content-Type", "text/plain")
+		default:
+			_, _ = w.Write(body)
+		}
+	}))
+	if h2c {
+		srv.Config.Protocols = new(http.Protocols)
+		srv.Config.Protocols.SetHTTP1(true)
+		srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// trailingBody is a request body of unknown length that sets its trailer just before
+// it ends, as net/http lets a client do.
+type trailingBody struct {
+	r       io.Reader
+	trailer http.Header
+}
+
+func (b *trailingBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.trailer.Set("X-Req-Sum", "req-sum")
+	}
+	return n, err
+}
+
+// callTrailers makes one HTTP call whose chunked body ends with the trailer
+// X-Req-Sum, as do does.
+func callTrailers(t *testing.T, url string, header ...string) (*http.Response, []byte, http.Header) {
+	t.Helper()
+	req, cancel := request(t, http.MethodPost, url, nil, header...)
+	defer cancel()
+	req.Trailer = http.Header{"X-Req-Sum": nil}
+	req.Body = io.NopCloser(&trailingBody{r: strings.NewReader("request body"), trailer: req.Trailer})
+	req.ContentLength = -1
+	return do(t, req)
+}
+
+// Trailers pass both ways through the sidecars: to and from another app, the
+// sidecar's own app, an HTTPEndpoint and a URL target.
+func TestInvokeTrailers(t *testing.T) {
+	app := trailerApp(t, false)
+	resources := t.TempDir()
+	endpoint := fmt.Sprintf("apiVersion: dapr.io/v1alpha1\nkind: HTTPEndpoint\nmetadata:\n  name: trailers\nspec:\n  baseUrl: %s\n", app.URL)
+	if err := os.WriteFile(filepath.Join(resources, "endpoint.yaml"), []byte(endpoint), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := newMesh(t)
+	m.sidecar("b", app.URL)
+	m.sidecar("c", trailerApp(t, true).URL, "--app-protocol", "h2c")
+	a := m.sidecarWith("a", app.URL, func(rt *Runtime) { rt.cfg.ResourcesPaths = []string{resources} })
+
+	for _, tc := range []struct{ name, target string }{
+		{"another app", "b"}, {"h2c app", "c"}, {"own app", "a"}, {"HTTPEndpoint", "trailers"}, {"URL", url.QueryEscape(app.URL)},
+	} {
+		target := tc.target
+		// A small answer, one larger than a frame of the internal hop, and an empty one.
+		for _, size := range []int{10, 100 << 10, 0} {
+			name := fmt.Sprintf("%s, %d bytes", tc.name, size)
+			query := fmt.Sprintf("?size=%d", size)
+			t.Run(name+", declared", func(t *testing.T) {
+				resp, body, announced := callTrailers(t, httpURL(a, "/v1.0/invoke/"+target+"/method/declared"+query), "Te", "trailers")
+				if resp.StatusCode != http.StatusOK || len(body) != size {
+					t.Fatalf("status %d, %d bytes", resp.StatusCode, len(body))
+				}
+				if _, ok := announced["X-Checksum"]; !ok || len(announced) != 1 {
+					t.Errorf("announced trailers %v, want X-Checksum", announced)
+				}
+				if got, want := resp.Trailer.Get("X-Checksum"), fmt.Sprintf("%x", sha256.Sum256(body)); got != want || len(resp.Trailer) != 1 {
+					t.Errorf("trailers %v, want X-Checksum %s", resp.Trailer, want)
+				}
+				if got := resp.Header.Get("X-Seen-Trailer"); got != "X-Req-Sum=req-sum" {
+					t.Errorf("the app saw request trailers %q", got)
+				}
+				if got := resp.Header.Get("X-Seen-Te"); got != "" {
+					t.Errorf("Te reached the app: %q", got)
+				}
+			})
+			t.Run(name+", prefix", func(t *testing.T) {
+				resp, body, announced := callTrailers(t, httpURL(a, "/v1.0/invoke/"+target+"/method/prefix"+query))
+				if resp.StatusCode != http.StatusOK || len(body) != size {
+					t.Fatalf("status %d, %d bytes", resp.StatusCode, len(body))
+				}
+				if len(announced) != 0 {
+					t.Errorf("announced trailers %v, the app announced none", announced)
+				}
+				if resp.Trailer.Get("X-Late") != "late" || len(resp.Trailer) != 1 {
+					t.Errorf("trailers %v, want X-Late only", resp.Trailer)
+				}
+				if got := resp.Header.Get("X-Seen-Trailer"); got != "X-Req-Sum=req-sum" {
+					t.Errorf("the app saw request trailers %q", got)
+				}
+			})
+		}
+	}
+
+	// A call without trailers announces none.
+	resp, _, announced := callTrailers(t, httpURL(a, "/v1.0/invoke/b/method/none?size=5"))
+	if len(resp.Trailer) != 0 || len(announced) != 0 || resp.ContentLength != 5 {
+		t.Errorf("no trailers: trailers %v, announced %v, length %d", resp.Trailer, announced, resp.ContentLength)
+	}
+
+	// Through the gRPC API, an HTTP app's trailers do not become trailer metadata:
+	// Dapr 1.14 sets those only for a gRPC app.
+	conn, err := grpc.NewClient(a.Addr("grpc").String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var trailer metadata.MD
+	out, err := runtimev1.NewDaprClient(conn).InvokeService(ctx, &runtimev1.InvokeServiceRequest{Id: "b", Message: &commonv1.InvokeRequest{
+		Method: "declared", HttpExtension: &commonv1.HTTPExtension{Verb: commonv1.HTTPExtension_POST, Querystring: "size=3"}}},
+		grpc.Trailer(&trailer))
+	if err != nil || string(out.GetData().GetValue()) != "ttt" || len(trailer.Get("x-checksum")) != 0 {
+		t.Errorf("InvokeService: %v, %q, trailer metadata %v", err, out.GetData().GetValue(), trailer)
+	}
 }

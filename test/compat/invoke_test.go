@@ -296,3 +296,53 @@ func TestInvokeGRPCAppOnInvoke(t *testing.T) {
 		t.Errorf("SDK invoke of a gRPC app: %s", out)
 	}
 }
+
+// HTTP trailers pass through both sidecars each way: the caller's chunked upload ends
+// with the trailer X-Upload-Sum, and the app, which echoes the upload, announces
+// X-Checksum and sets it after its body, and returns the upload's trailer unannounced.
+func TestInvokeTrailers(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Trailer", "X-Checksum")
+		_, _ = w.Write(body)
+		w.Header().Set("X-Checksum", fmt.Sprintf("%x", sha256.Sum256(body)))
+		w.Header().Set(http.TrailerPrefix+"X-Upload-Sum-Seen", r.Trailer.Get("X-Upload-Sum"))
+	}))
+	t.Cleanup(app.Close)
+	a, _ := pair(t, app.URL)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pr, pw := io.Pipe()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.URL("/v1.0/invoke/b/method/echo"), pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Trailer = http.Header{"X-Upload-Sum": nil}
+	go func() {
+		// The client reads the trailer once the body ends, after Close.
+		h := sha256.New()
+		_, err := io.Copy(io.MultiWriter(pw, h), &pattern{size: 100 << 10})
+		req.Trailer.Set("X-Upload-Sum", fmt.Sprintf("%x", h.Sum(nil)))
+		pw.CloseWithError(err)
+	}()
+	sent := sha256.New()
+	_, _ = io.Copy(sent, &pattern{size: 100 << 10})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, ok := resp.Trailer["X-Checksum"]; !ok || len(resp.Trailer) != 1 {
+		t.Errorf("announced trailers %v, want X-Checksum", resp.Trailer)
+	}
+	got := sha256.New()
+	n, err := io.Copy(got, resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || n != 100<<10 || !equalSums(sent, got) {
+		t.Fatalf("echo: status %d, %d bytes, %v", resp.StatusCode, n, err)
+	}
+	sum := fmt.Sprintf("%x", got.Sum(nil))
+	if resp.Trailer.Get("X-Checksum") != sum || resp.Trailer.Get("X-Upload-Sum-Seen") != sum {
+		t.Errorf("trailers %v, want X-Checksum and X-Upload-Sum-Seen %s", resp.Trailer, sum)
+	}
+}

@@ -63,6 +63,9 @@ func (s *server) InvokeService(ctx context.Context, in *runtimev1.InvokeServiceR
 	if err != nil {
 		return nil, toStatus(apierrors.Wrap(apierrors.DirectInvoke, err, "failed to invoke, id: %s, err: read the response", in.GetId()))
 	}
+	// The app's HTTP trailers (resp.Trailer) do not become gRPC trailer metadata: Dapr
+	// 1.14's InvokeService sets trailers only for an app whose channel is gRPC ("Only
+	// include trailers if appchannel uses gRPC"), never from an HTTP answer.
 	out := metadataFromHeader(resp.Header)
 	out.Set(httpStatusHeader, strconv.Itoa(resp.Status))
 	_ = grpc.SetHeader(ctx, out)

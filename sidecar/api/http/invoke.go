@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/outrigger-dev/outrigger/sidecar/apierrors"
+	"github.com/outrigger-dev/outrigger/sidecar/appchannel"
 	"github.com/outrigger-dev/outrigger/sidecar/blocks/invoke"
 )
 
@@ -90,6 +92,12 @@ func (h *handler) invoke(w http.ResponseWriter, r *http.Request) {
 	body := &trackedBody{r: r.Body, want: r.ContentLength}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		req.Body = body
+		if r.Trailer != nil || r.ContentLength < 0 {
+			// The body may end with trailers: those announced, and with a chunked body
+			// others too. net/http has them once the body has ended.
+			req.Trailer = appchannel.MergeTrailer(make(http.Header, len(r.Trailer)), r.Trailer)
+			body.from, body.trailer = r, req.Trailer
+		}
 	} else {
 		req.ContentLength = 0
 		body.done.Store(true)
@@ -116,6 +124,12 @@ func (h *handler) invoke(w http.ResponseWriter, r *http.Request) {
 	for k, v := range resp.Header {
 		dst[k] = v
 	}
+	// HTTP/1.0 has no trailers: a caller on it gets neither them nor their announcement.
+	trailers := r.ProtoAtLeast(1, 1)
+	var announced []string
+	if trailers {
+		announced = announceTrailers(dst, resp.Trailer)
+	}
 	if !body.done.Load() {
 		// The target answers before it has the whole request: an echo that streams, or
 		// an early answer that will never read the rest. Keep forwarding the request
@@ -128,6 +142,7 @@ func (h *handler) invoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(resp.Status)
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
+	wrote := false
 	for {
 		n, err := resp.Body.Read(*buf)
 		if n > 0 {
@@ -135,8 +150,15 @@ func (h *handler) invoke(w http.ResponseWriter, r *http.Request) {
 				return // the caller went away
 			}
 			_ = rc.Flush()
+			wrote = true
 		}
 		if errors.Is(err, io.EOF) {
+			if trailers && setTrailers(dst, announced, resp.Trailer) && !wrote {
+				// Trailers nobody announced go only after a chunked body: send the
+				// header now, before net/http, seeing an empty body end, gives it a
+				// Content-Length.
+				_ = rc.Flush()
+			}
 			return
 		}
 		if err != nil {
@@ -147,17 +169,64 @@ func (h *handler) invoke(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// trackedBody records whether the request body was read to its end.
+// announceTrailers declares in h the trailers that the target announced, and returns
+// their names. The body then goes chunked, without its Content-Length, since HTTP/1.1
+// sends trailers only after a chunked body.
+func announceTrailers(h, trailer http.Header) []string {
+	if len(trailer) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(trailer))
+	for k := range trailer {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	h["Trailer"] = []string{strings.Join(names, ", ")}
+	delete(h, "Content-Length")
+	return names
+}
+
+// setTrailers puts the target's trailers in h once the body is written: an announced
+// one under its own name, any other under http.TrailerPrefix, which net/http sends
+// without an announcement. It reports whether there are such others. An announced
+// trailer that did not come is removed from h, where a header of the same name would
+// otherwise be sent again as the trailer.
+func setTrailers(h http.Header, announced []string, trailer http.Header) bool {
+	for _, k := range announced {
+		if v := trailer[k]; len(v) > 0 {
+			h[k] = v
+		} else {
+			delete(h, k)
+		}
+	}
+	others := false
+	for k, v := range trailer {
+		if len(v) > 0 && !slices.Contains(announced, k) {
+			h[http.TrailerPrefix+k] = v
+			others = true
+		}
+	}
+	return others
+}
+
+// trackedBody records whether the request body was read to its end, and then copies
+// the request's trailers into trailer.
 type trackedBody struct {
 	r    io.Reader
 	want int64 // Content-Length, or -1
 	read int64
 	done atomic.Bool
+	// from, when set, is the request whose trailers go into trailer at the end.
+	from    *http.Request
+	trailer http.Header
 }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.read += int64(n)
+	if errors.Is(err, io.EOF) && b.from != nil {
+		appchannel.MergeTrailer(b.trailer, b.from.Trailer)
+	}
 	if errors.Is(err, io.EOF) || (b.want >= 0 && b.read >= b.want) {
 		b.done.Store(true)
 	}

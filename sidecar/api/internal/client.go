@@ -85,7 +85,7 @@ func (c *Client) Call(ctx context.Context, addr string, call *invoke.Call) (*inv
 		Method:            call.Verb,
 		Path:              call.Method,
 		RawQuery:          call.RawQuery,
-		Headers:           toProtoHeaders(call.Header),
+		Headers:           toProtoHeadersAnnouncing(call.Header, call.Trailer),
 		CallerAppId:       call.Caller.AppID,
 		CallerNamespace:   call.Caller.Namespace,
 		CallerTrustDomain: call.Caller.TrustDomain,
@@ -109,6 +109,10 @@ func (c *Client) Call(ctx context.Context, addr string, call *invoke.Call) (*inv
 			return nil, fmt.Errorf("read the request body: %w", err)
 		}
 		first.Body = (*buf)[:n]
+		// Trailers follow the body: read on to its end, and they go in this frame too.
+		if call.Trailer != nil && atEnd(body) {
+			first.Trailers = protoTrailers(call.Trailer)
+		}
 		body = nil
 		defer putBuf(buf) // Send has encoded the frame by the time this runs
 	}
@@ -128,6 +132,11 @@ func (c *Client) Call(ctx context.Context, addr string, call *invoke.Call) (*inv
 			err := sendBody(body, *buf, func(b []byte) error {
 				return stream.Send(&internalv1.CallRequest{Body: b})
 			})
+			// The caller's trailers are known once its body has ended; only they cost a
+			// frame.
+			if ts := protoTrailers(call.Trailer); err == nil && ts != nil {
+				err = stream.Send(&internalv1.CallRequest{Trailers: ts})
+			}
 			switch {
 			case err == nil:
 				_ = stream.CloseSend()
@@ -153,18 +162,23 @@ func (c *Client) Call(ctx context.Context, addr string, call *invoke.Call) (*inv
 		<-sendDone
 		return nil, errors.New("the target sidecar's first frame has no response header")
 	}
-	return &invoke.Response{
+	header := fromProtoHeaders(h.GetHeaders())
+	resp := &invoke.Response{
 		Status:        int(h.GetStatus()),
-		Header:        fromProtoHeaders(h.GetHeaders()),
+		Header:        header,
 		ContentLength: h.GetContentLength(),
-		Body:          &responseBody{stream: stream, pending: msg.GetBody(), cancel: cancel, sendDone: sendDone},
-	}, nil
+		Trailer:       mergeTrailers(announcedTrailer(header), msg.GetTrailers()),
+	}
+	resp.Body = &responseBody{stream: stream, pending: msg.GetBody(), resp: resp, cancel: cancel, sendDone: sendDone}
+	return resp, nil
 }
 
-// responseBody reads the response frames as they are needed.
+// responseBody reads the response frames as they are needed; the trailers of the last
+// frame go into resp.Trailer before Read returns io.EOF.
 type responseBody struct {
 	stream   grpc.BidiStreamingClient[internalv1.CallRequest, internalv1.CallResponse]
 	pending  []byte
+	resp     *invoke.Response
 	err      error
 	cancel   context.CancelFunc
 	sendDone chan struct{}
@@ -186,6 +200,7 @@ func (b *responseBody) Read(p []byte) (int, error) {
 			continue
 		}
 		b.pending = msg.GetBody()
+		b.resp.Trailer = mergeTrailers(b.resp.Trailer, msg.GetTrailers())
 	}
 	n := copy(p, b.pending)
 	b.pending = b.pending[n:]

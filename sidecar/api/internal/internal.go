@@ -7,6 +7,7 @@ package internal
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	internalv1 "github.com/outrigger-dev/outrigger/sidecar/api/internal/v1"
 	"github.com/outrigger-dev/outrigger/sidecar/apierrors"
+	"github.com/outrigger-dev/outrigger/sidecar/appchannel"
 )
 
 // ChunkSize is the most body bytes one frame carries: with the frame's own encoding, a
@@ -62,6 +64,68 @@ func fromProtoHeaders(hs []*internalv1.Header) http.Header {
 		out[k] = append(out[k], h.GetValues()...)
 	}
 	return out
+}
+
+// trailerHeader, among the headers of a call's first frame, announces the names of the
+// trailers that may follow the body; it is taken out again on arrival.
+const trailerHeader = "Trailer"
+
+// toProtoHeadersAnnouncing is toProtoHeaders(h), plus the announcement of trailer's
+// names when it has any.
+func toProtoHeadersAnnouncing(h, trailer http.Header) []*internalv1.Header {
+	out := toProtoHeaders(h)
+	if len(trailer) > 0 {
+		names := make([]string, 0, len(trailer))
+		for k := range trailer {
+			names = append(names, k)
+		}
+		out = append(out, &internalv1.Header{Name: trailerHeader, Values: names})
+	}
+	return out
+}
+
+// announcedTrailer removes the announcement from h, and returns the trailers it names
+// with nil values, or nil when there is none.
+func announcedTrailer(h http.Header) http.Header {
+	names, ok := h[trailerHeader]
+	if !ok {
+		return nil
+	}
+	delete(h, trailerHeader)
+	t := make(http.Header, len(names))
+	for _, n := range names {
+		t[http.CanonicalHeaderKey(n)] = nil
+	}
+	return appchannel.ValidTrailer(t)
+}
+
+// mergeTrailers adds the trailers of a frame to t (in place when t is not nil) and
+// returns it.
+func mergeTrailers(t http.Header, hs []*internalv1.Header) http.Header {
+	if len(hs) == 0 {
+		return t
+	}
+	return appchannel.MergeTrailer(t, fromProtoHeaders(hs))
+}
+
+// protoTrailers are the trailers of t that have values, for the last frame; nil when
+// there are none, and then no frame is sent for them.
+func protoTrailers(t http.Header) []*internalv1.Header {
+	var out []*internalv1.Header
+	for k, v := range t {
+		if len(v) > 0 {
+			out = append(out, &internalv1.Header{Name: k, Values: v})
+		}
+	}
+	return out
+}
+
+// atEnd reads on a body whose known length was read whole, so that the trailers that
+// follow it arrive; it reports whether the body ended there.
+func atEnd(r io.Reader) bool {
+	var b [1]byte
+	_, err := io.ReadFull(r, b[:])
+	return errors.Is(err, io.EOF)
 }
 
 const errorDomain = "dapr.io"

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 
 	"github.com/go-logr/logr"
 	"google.golang.org/grpc"
@@ -42,6 +43,12 @@ func (s *server) Call(stream grpc.BidiStreamingServer[internalv1.CallRequest, in
 	if h == nil {
 		return status.Error(codes.InvalidArgument, "the first frame of a call must carry the request header")
 	}
+	header := fromProtoHeaders(h.GetHeaders())
+	trailer := announcedTrailer(header)
+	if trailer == nil && h.GetContentLength() < 0 {
+		// A body of unknown length may end with trailers it did not announce.
+		trailer = http.Header{}
+	}
 	call := &invoke.Call{
 		Caller:          invoke.Caller{AppID: h.GetCallerAppId(), Namespace: h.GetCallerNamespace(), TrustDomain: h.GetCallerTrustDomain()},
 		TargetAppID:     h.GetTargetAppId(),
@@ -49,13 +56,15 @@ func (s *server) Call(stream grpc.BidiStreamingServer[internalv1.CallRequest, in
 		Verb:            h.GetMethod(),
 		Method:          h.GetPath(),
 		RawQuery:        h.GetRawQuery(),
-		Header:          fromProtoHeaders(h.GetHeaders()),
+		Header:          header,
 		Traceparent:     h.GetTraceparent(),
 		Tracestate:      h.GetTracestate(),
 		ContentLength:   h.GetContentLength(),
 	}
 	if call.ContentLength != 0 {
-		call.Body = &requestBody{stream: stream, pending: first.GetBody(), remaining: call.ContentLength}
+		// The first frame has the trailers when it is the only one (a small body).
+		call.Trailer = mergeTrailers(trailer, first.GetTrailers())
+		call.Body = &requestBody{stream: stream, pending: first.GetBody(), remaining: call.ContentLength, trailer: call.Trailer}
 	}
 	resp, err := s.block.Serve(stream.Context(), call)
 	if err != nil {
@@ -65,7 +74,7 @@ func (s *server) Call(stream grpc.BidiStreamingServer[internalv1.CallRequest, in
 
 	out := &internalv1.CallResponse{Header: &internalv1.ResponseHeader{
 		Status:        int32(resp.Status),
-		Headers:       toProtoHeaders(resp.Header),
+		Headers:       toProtoHeadersAnnouncing(resp.Header, resp.Trailer),
 		ContentLength: resp.ContentLength,
 	}}
 	buf := getBuf()
@@ -77,14 +86,27 @@ func (s *server) Call(stream grpc.BidiStreamingServer[internalv1.CallRequest, in
 			return status.Errorf(codes.Internal, "read the app's response: %v", err)
 		}
 		out.Body = (*buf)[:n]
+		// Announced trailers follow the body: read on to its end to have them. (Reading
+		// on only then keeps an answer of known length from waiting for the app's
+		// end of stream, which an HTTP/2 app may send long after the last byte.)
+		if err == nil && resp.Trailer != nil && atEnd(resp.Body) {
+			out.Trailers = protoTrailers(resp.Trailer)
+		}
 		return stream.Send(out)
 	}
 	if err := stream.Send(out); err != nil {
 		return err
 	}
-	return sendBody(resp.Body, *buf, func(b []byte) error {
+	if err := sendBody(resp.Body, *buf, func(b []byte) error {
 		return stream.Send(&internalv1.CallResponse{Body: b})
-	})
+	}); err != nil {
+		return err
+	}
+	// The app's trailers are known once its body has ended; only they cost a frame.
+	if ts := protoTrailers(resp.Trailer); ts != nil {
+		return stream.Send(&internalv1.CallResponse{Trailers: ts})
+	}
+	return nil
 }
 
 // sendBody sends r in chunks of buf until it ends.
@@ -106,17 +128,21 @@ func sendBody(r io.Reader, buf []byte, send func([]byte) error) error {
 }
 
 // requestBody reads the request body from the stream's frames as they are needed, so
-// that the app channel pulls the body at the app's pace.
+// that the app channel pulls the body at the app's pace. The trailers of the last frame
+// go into trailer, before Read returns io.EOF.
 type requestBody struct {
 	stream    grpc.BidiStreamingServer[internalv1.CallRequest, internalv1.CallResponse]
 	pending   []byte
 	remaining int64 // -1 when unknown
 	eof       bool
+	// trailer is the call's Trailer, filled in place; nil when none can come, and
+	// then the body ends with its known length, without waiting for the stream's end.
+	trailer http.Header
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
 	for len(b.pending) == 0 {
-		if b.eof || b.remaining == 0 {
+		if b.eof || (b.remaining == 0 && b.trailer == nil) {
 			return 0, io.EOF
 		}
 		msg, err := b.stream.Recv()
@@ -134,6 +160,9 @@ func (b *requestBody) Read(p []byte) (int, error) {
 			return 0, errors.New("a request header in the middle of the body")
 		}
 		b.pending = msg.GetBody()
+		if b.trailer != nil {
+			mergeTrailers(b.trailer, msg.GetTrailers())
+		}
 	}
 	n := copy(p, b.pending)
 	b.pending = b.pending[n:]

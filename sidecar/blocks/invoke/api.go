@@ -54,9 +54,14 @@ type Request struct {
 	Body io.Reader
 	// ContentLength is the body's length, or -1 when unknown.
 	ContentLength int64
+	// Trailer is nil for a body without trailers; otherwise it holds the announced
+	// trailer names and gets the values by the time Body returns io.EOF, as the
+	// Trailer of a client's http.Request does.
+	Trailer http.Header
 }
 
-// Response is the target's answer; its Body streams and must be closed.
+// Response is the target's answer; its Body streams and must be closed. Its Trailer
+// holds the target's trailers once Body has returned io.EOF.
 type Response = appchannel.Response
 
 // Caller is the identity of a calling app, as its sidecar states it.
@@ -80,6 +85,8 @@ type Call struct {
 	Tracestate    string
 	Body          io.Reader
 	ContentLength int64
+	// Trailer is the body's trailers, as in Request.
+	Trailer http.Header
 }
 
 // Remote reaches other sidecars: the client of the internal gRPC service.

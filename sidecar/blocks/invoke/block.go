@@ -273,6 +273,7 @@ func (b *Block) invokeRemote(ctx context.Context, appID, ns string, req *Request
 		Tracestate:      tracestate,
 		Body:            req.Body,
 		ContentLength:   req.ContentLength,
+		Trailer:         req.Trailer,
 	}
 	var resp *Response
 	// The op's context must outlive Run, since the response body streams after it.
@@ -324,7 +325,7 @@ func (b *Block) Serve(ctx context.Context, call *Call) (*Response, error) {
 	}
 	header.Set(HeaderCalleeAppID, b.AppID)
 	setTrace(header, childSpan(call.Traceparent).String(), call.Tracestate)
-	req := &Request{Body: call.Body, ContentLength: call.ContentLength}
+	req := &Request{Body: call.Body, ContentLength: call.ContentLength, Trailer: call.Trailer}
 	return b.callApp(ctx, call.Verb, call.Method, call.RawQuery, header, req)
 }
 
@@ -346,7 +347,7 @@ func (b *Block) callApp(ctx context.Context, verb, method, query string, header 
 		func(ctx context.Context, body io.Reader) error {
 			var err error
 			resp, err = b.App.Do(ctx, &appchannel.Request{Method: verb, Path: method, RawQuery: query, Header: header,
-				Body: body, ContentLength: req.ContentLength})
+				Body: body, ContentLength: req.ContentLength, Trailer: req.Trailer})
 			return err
 		})
 	if err != nil {
@@ -389,7 +390,7 @@ func (b *Block) invokeExternal(ctx context.Context, client *http.Client, name, b
 		func(ctx context.Context, body io.Reader) error {
 			var err error
 			resp, err = ch.Do(ctx, &appchannel.Request{Method: req.Verb, Path: req.Method, RawQuery: req.RawQuery, Header: header,
-				Body: body, ContentLength: req.ContentLength})
+				Body: body, ContentLength: req.ContentLength, Trailer: req.Trailer})
 			return err
 		})
 	return resp, err

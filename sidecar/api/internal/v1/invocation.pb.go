@@ -288,10 +288,17 @@ func (x *ResponseHeader) GetContentLength() int64 {
 // CallRequest is one frame of a request. The first frame carries the header, and may
 // carry the start of the body (a small body travels in one frame); the others carry
 // only body chunks. The end of the body is the end of the client's stream.
+//
+// Trailers: the header's headers may hold a "Trailer" header, which announces the
+// names of the trailers that may follow (it is not forwarded as a header). The values
+// travel in trailers, on the last frame only: the single frame of a small body, or a
+// frame after the last chunk. A call without trailers has no such frame.
 type CallRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Body          []byte                 `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Body   []byte                 `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	// HTTP trailers of the body; set only on the last frame.
+	Trailers      []*Header `protobuf:"bytes,3,rep,name=trailers,proto3" json:"trailers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -340,11 +347,20 @@ func (x *CallRequest) GetBody() []byte {
 	return nil
 }
 
-// CallResponse is one frame of a response, framed like CallRequest.
+func (x *CallRequest) GetTrailers() []*Header {
+	if x != nil {
+		return x.Trailers
+	}
+	return nil
+}
+
+// CallResponse is one frame of a response, framed like CallRequest, trailers included.
 type CallResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Body          []byte                 `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Body   []byte                 `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	// HTTP trailers of the body; set only on the last frame.
+	Trailers      []*Header `protobuf:"bytes,3,rep,name=trailers,proto3" json:"trailers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -393,6 +409,13 @@ func (x *CallResponse) GetBody() []byte {
 	return nil
 }
 
+func (x *CallResponse) GetTrailers() []*Header {
+	if x != nil {
+		return x.Trailers
+	}
+	return nil
+}
+
 var File_outrigger_internal_v1_invocation_proto protoreflect.FileDescriptor
 
 const file_outrigger_internal_v1_invocation_proto_rawDesc = "" +
@@ -420,13 +443,15 @@ const file_outrigger_internal_v1_invocation_proto_rawDesc = "" +
 	"\x0eResponseHeader\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x127\n" +
 	"\aheaders\x18\x02 \x03(\v2\x1d.outrigger.internal.v1.HeaderR\aheaders\x12%\n" +
-	"\x0econtent_length\x18\x03 \x01(\x03R\rcontentLength\"_\n" +
+	"\x0econtent_length\x18\x03 \x01(\x03R\rcontentLength\"\x9a\x01\n" +
 	"\vCallRequest\x12<\n" +
 	"\x06header\x18\x01 \x01(\v2$.outrigger.internal.v1.RequestHeaderR\x06header\x12\x12\n" +
-	"\x04body\x18\x02 \x01(\fR\x04body\"a\n" +
+	"\x04body\x18\x02 \x01(\fR\x04body\x129\n" +
+	"\btrailers\x18\x03 \x03(\v2\x1d.outrigger.internal.v1.HeaderR\btrailers\"\x9c\x01\n" +
 	"\fCallResponse\x12=\n" +
 	"\x06header\x18\x01 \x01(\v2%.outrigger.internal.v1.ResponseHeaderR\x06header\x12\x12\n" +
-	"\x04body\x18\x02 \x01(\fR\x04body2a\n" +
+	"\x04body\x18\x02 \x01(\fR\x04body\x129\n" +
+	"\btrailers\x18\x03 \x03(\v2\x1d.outrigger.internal.v1.HeaderR\btrailers2a\n" +
 	"\n" +
 	"Invocation\x12S\n" +
 	"\x04Call\x12\".outrigger.internal.v1.CallRequest\x1a#.outrigger.internal.v1.CallResponse(\x010\x01BGZEgithub.com/outrigger-dev/outrigger/sidecar/api/internal/v1;internalv1b\x06proto3"
@@ -455,14 +480,16 @@ var file_outrigger_internal_v1_invocation_proto_depIdxs = []int32{
 	0, // 0: outrigger.internal.v1.RequestHeader.headers:type_name -> outrigger.internal.v1.Header
 	0, // 1: outrigger.internal.v1.ResponseHeader.headers:type_name -> outrigger.internal.v1.Header
 	1, // 2: outrigger.internal.v1.CallRequest.header:type_name -> outrigger.internal.v1.RequestHeader
-	2, // 3: outrigger.internal.v1.CallResponse.header:type_name -> outrigger.internal.v1.ResponseHeader
-	3, // 4: outrigger.internal.v1.Invocation.Call:input_type -> outrigger.internal.v1.CallRequest
-	4, // 5: outrigger.internal.v1.Invocation.Call:output_type -> outrigger.internal.v1.CallResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	0, // 3: outrigger.internal.v1.CallRequest.trailers:type_name -> outrigger.internal.v1.Header
+	2, // 4: outrigger.internal.v1.CallResponse.header:type_name -> outrigger.internal.v1.ResponseHeader
+	0, // 5: outrigger.internal.v1.CallResponse.trailers:type_name -> outrigger.internal.v1.Header
+	3, // 6: outrigger.internal.v1.Invocation.Call:input_type -> outrigger.internal.v1.CallRequest
+	4, // 7: outrigger.internal.v1.Invocation.Call:output_type -> outrigger.internal.v1.CallResponse
+	7, // [7:8] is the sub-list for method output_type
+	6, // [6:7] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_outrigger_internal_v1_invocation_proto_init() }
