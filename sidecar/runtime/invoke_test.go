@@ -247,6 +247,10 @@ func TestInvokeHTTPThroughTwoSidecars(t *testing.T) {
 	if code, _, body := call(t, http.MethodGet, httpURL(a, "/v1.0/invoke/b/method/fail"), nil); code != http.StatusTeapot {
 		t.Errorf("status %d: %s", code, body)
 	}
+	// A HEAD answer announces a length but carries no body.
+	if code, h, body := call(t, http.MethodHead, httpURL(a, "/v1.0/invoke/b/method/x"), nil); code != http.StatusCreated || h.Get("Content-Length") == "" || body != "" {
+		t.Errorf("HEAD: %d %v %q", code, h, body)
+	}
 	// app.namespace names the same app.
 	if code, _, body := call(t, http.MethodPost, httpURL(a, "/v1.0/invoke/b.default/method/x"), nil); code != http.StatusCreated {
 		t.Errorf("b.default: %d %s", code, body)

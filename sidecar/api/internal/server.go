@@ -82,7 +82,8 @@ func (s *server) Call(stream grpc.BidiStreamingServer[internalv1.CallRequest, in
 	// A small body of known length travels with the header, in one frame.
 	if resp.ContentLength > 0 && resp.ContentLength <= ChunkSize {
 		n, err := io.ReadFull(resp.Body, (*buf)[:resp.ContentLength])
-		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		// A short body passes as it is; none at all is also a HEAD answer's length.
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 			return status.Errorf(codes.Internal, "read the app's response: %v", err)
 		}
 		out.Body = (*buf)[:n]
