@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -71,4 +73,25 @@ func startNullSidecar(b *testing.B) (httpAddr, grpcAddr string) {
 		b.Fatalf("the null sidecar printed %q", l)
 	}
 	return h, g
+}
+
+// envNullProxy makes the test binary a null proxy to the URL it holds (TestMain).
+const envNullProxy = "OUTRIGGER_BENCH_NULL_PROXY"
+
+// serveNullProxy forwards every request to target with net/http's reverse proxy and
+// nothing else, keeping as many idle connections as the load has; it prints its
+// address.
+func serveNullProxy(target string) error {
+	u, err := url.Parse(target)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Println(ln.Addr().String())
+	p := httputil.NewSingleHostReverseProxy(u)
+	p.Transport = &http.Transport{MaxIdleConnsPerHost: invokeConns}
+	return http.Serve(ln, p)
 }

@@ -97,6 +97,13 @@ func TestMain(m *testing.M) {
 		}
 		return
 	}
+	if target := os.Getenv(envNullProxy); target != "" {
+		if err := serveNullProxy(target); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if os.Getenv(envAppB) == "" {
 		os.Exit(m.Run())
 	}
@@ -118,10 +125,10 @@ func TestMain(m *testing.M) {
 func startAppB(b *testing.B) string { return startPeer(b, envAppB) }
 
 // startPeer runs this test binary again as a process of its own with env set to 1
-// (TestMain), and returns the first line it prints.
-func startPeer(b *testing.B, env string) string {
+// and extraEnv (TestMain), and returns the first line it prints.
+func startPeer(b *testing.B, env string, extraEnv ...string) string {
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), env+"=1")
+	cmd.Env = append(append(os.Environ(), env+"=1"), extraEnv...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -152,7 +159,9 @@ func startPeer(b *testing.B, env string) string {
 // 1 KB answer) at a fixed 1,000 requests a second over 16 connections: directly (the
 // baseline; app B runs as a separate process), then through A's sidecar and B's sidecar (HTTP in, the internal gRPC
 // stream between the sidecars, HTTP to B), both in one run. It reports p50, p90 and
-// p99 of each and the latency the sidecars add at each percentile. Run with
+// p99 of each and the latency the sidecars add at each percentile. A third load goes
+// through two null proxies (net/http reverse proxies, each a process) in the sidecars'
+// places: null_added_* is the least two hops can add on this machine. Run with
 // -benchtime=1x; OUTRIGGER_BENCH_DURATION sets each phase's length (5s).
 func BenchmarkInvoke(b *testing.B) {
 	ctx := context.Background()
@@ -190,24 +199,31 @@ func BenchmarkInvoke(b *testing.B) {
 	}
 	directOp := post(appB + "/echo")
 	sidecarOp := post(sidecarA.URL("/v1.0/invoke/b/method/echo"))
+	// The floor: two reverse proxies that do nothing else, each a process, in the
+	// sidecars' places.
+	proxyB := startPeer(b, envNullProxy, envNullProxy+"="+appB)
+	proxyA := startPeer(b, envNullProxy, envNullProxy+"=http://"+proxyB)
+	proxiesOp := post("http://" + proxyA + "/echo")
 
 	// Warm both paths up: connections, the sidecars' gRPC connection, the runtimes.
 	warm := time.Second
 	openLoad(ctx, invokeRate, invokeConns, warm, directOp)
 	openLoad(ctx, invokeRate, invokeConns, warm, sidecarOp)
+	openLoad(ctx, invokeRate, invokeConns, warm, proxiesOp)
 
 	for i := 0; i < b.N; i++ {
 		// The two loads alternate in rounds, so that a slow spell of the machine falls
 		// on both rather than on one.
-		var direct, via loadResult
+		var direct, via, proxies loadResult
 		for r := 0; r < invokeRounds; r++ {
 			direct = direct.merge(openLoad(ctx, invokeRate, invokeConns, d/invokeRounds, directOp))
 			via = via.merge(openLoad(ctx, invokeRate, invokeConns, d/invokeRounds, sidecarOp))
+			proxies = proxies.merge(openLoad(ctx, invokeRate, invokeConns, d/invokeRounds, proxiesOp))
 		}
 		for _, r := range []struct {
 			name string
 			res  loadResult
-		}{{"direct", direct}, {"sidecars", via}} {
+		}{{"direct", direct}, {"sidecars", via}, {"null_proxies", proxies}} {
 			b.ReportMetric(ms(r.res.percentile(0.50)), r.name+"_p50_ms")
 			b.ReportMetric(ms(r.res.percentile(0.90)), r.name+"_p90_ms")
 			b.ReportMetric(ms(r.res.percentile(0.99)), r.name+"_p99_ms")
@@ -221,6 +237,7 @@ func BenchmarkInvoke(b *testing.B) {
 			q    float64
 		}{{"p50", 0.50}, {"p90", 0.90}, {"p99", 0.99}} {
 			b.ReportMetric(ms(via.percentile(p.q)-direct.percentile(p.q)), "added_"+p.name+"_ms")
+			b.ReportMetric(ms(proxies.percentile(p.q)-direct.percentile(p.q)), "null_added_"+p.name+"_ms")
 		}
 	}
 }
