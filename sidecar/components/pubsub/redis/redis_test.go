@@ -183,6 +183,9 @@ func leavePending(ctx context.Context, t *testing.T, c *goredis.Client, stream, 
 	return id
 }
 
+// TestInitRejectsBadMetadata covers the pub/sub's own metadata; the shared client
+// settings have their table in internal/redisopts. "no host" shows those errors reach
+// Init too.
 func TestInitRejectsBadMetadata(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -197,12 +200,7 @@ func TestInitRejectsBadMetadata(t *testing.T) {
 		{"zero concurrency", map[string]string{"redisHost": "h", "concurrency": "0"}, `"concurrency" must be at least 1`},
 		{"zero queueDepth", map[string]string{"redisHost": "h", "queueDepth": "0"}, `"queueDepth" must be at least 1`},
 		{"negative queueDepth", map[string]string{"redisHost": "h", "queueDepth": "-3"}, `"queueDepth": "-3"`},
-		{"unknown redisType", map[string]string{"redisHost": "h", "redisType": "sharded"}, `"redisType": "sharded"`},
-		{"failover without master", map[string]string{"redisHost": "h", "failover": "true"}, `"sentinelMasterName" is required`},
-		{"cert without key", map[string]string{"redisHost": "h", "clientCert": "pem"}, `"clientCert" and "clientKey"`},
-		{"entra id", map[string]string{"redisHost": "h", "useEntraID": "true"}, `"useEntraID"`},
-		{"two nodes", map[string]string{"redisHost": "a:1,b:2"}, `"redisHost": 2 addresses`},
-		{"bad enableTLS", map[string]string{"redisHost": "h", "enableTLS": "maybe"}, `"enableTLS": "maybe"`},
+		{"bad ackOnError", map[string]string{"redisHost": "h", "ackOnError": "maybe"}, `"ackOnError": "maybe"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := New()
@@ -229,8 +227,10 @@ func TestOptionDefaults(t *testing.T) {
 		o.QueueDepth != 100 || o.Concurrency != nil || o.MaxLenApprox != 0 || o.StreamTTL != 0 || !o.redelivery() {
 		t.Errorf("options %+v", o)
 	}
-	if addrs, err := o.addrs(); err != nil || len(addrs) != 1 || addrs[0] != "h:6379" {
-		t.Errorf("addrs %v, %v", addrs, err)
+	// The state store's legacy retry defaults and keys do not apply to the pub/sub.
+	o, err = parseOptions(components.Metadata{Properties: map[string]string{"redisHost": "h", "maxRetries": "9"}})
+	if err != nil || o.RedisMaxRetries != nil || o.RedisMinRetryInterval != nil {
+		t.Errorf("retries %v %v, want go-redis's defaults: %v", o.RedisMaxRetries, o.RedisMinRetryInterval, err)
 	}
 	o, err = parseOptions(components.Metadata{AppID: "orders", Properties: map[string]string{"redisHost": "h", "consumerID": "g", "processingTimeout": "0"}})
 	if err != nil || o.ConsumerID != "g" || o.redelivery() {

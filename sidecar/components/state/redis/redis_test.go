@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -87,6 +88,9 @@ func isETagErr(err error, kind state.ETagErrorKind) bool {
 	return errors.As(err, &e) && e.Kind == kind
 }
 
+// TestInitErrors covers what state.redis refuses on its own; the shared client
+// settings have their table in internal/redisopts. "missing host" shows those errors
+// reach Init too.
 func TestInitErrors(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -94,19 +98,18 @@ func TestInitErrors(t *testing.T) {
 		want  string
 	}{
 		{"missing host", map[string]string{}, `"redisHost" is required`},
-		{"cluster", map[string]string{"redisHost": testAddr, "redisType": "cluster"}, `"redisType"`},
-		{"bad type", map[string]string{"redisHost": testAddr, "redisType": "ring"}, `"redisType"`},
-		{"failover without master", map[string]string{"redisHost": testAddr, "failover": "true"}, `"sentinelMasterName"`},
-		{"bad db", map[string]string{"redisHost": testAddr, "redisDB": "x"}, `"redisDB"`},
-		{"bad duration", map[string]string{"redisHost": testAddr, "dialTimeout": "soon"}, `"dialTimeout"`},
-		{"port conflict", map[string]string{"redisHost": "127.0.0.1:6379", "redisPort": "6380"}, `"redisPort"`},
-		{"cert without key", map[string]string{"redisHost": testAddr, "enableTLS": "true", "clientCert": "x"}, `"clientKey"`},
+		{"cluster", map[string]string{"redisHost": testAddr, "redisType": "cluster"}, `"redisType": "cluster" is not supported by Outrigger's state.redis`},
+		{"failover cluster", map[string]string{"redisHost": testAddr, "redisType": "cluster", "failover": "true", "sentinelMasterName": "m"}, `"redisType": "cluster" is not supported`},
+		{"bad legacy maxRetries", map[string]string{"redisHost": testAddr, "maxRetries": "x"}, `"maxRetries": "x"`},
+		{"bad legacy maxRetryBackoff", map[string]string{"redisHost": testAddr, "maxRetryBackoff": "3s"}, `"maxRetryBackoff": "3s"`},
+		{"bad ttlInSeconds", map[string]string{"redisHost": testAddr, "ttlInSeconds": "1h"}, `"ttlInSeconds": "1h"`},
+		{"bad actorStateStore", map[string]string{"redisHost": testAddr, "actorStateStore": "maybe"}, `"actorStateStore": "maybe"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := New().Init(testCtx(t), components.Metadata{Properties: tt.props})
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Init error = %v, want one containing %s", err, tt.want)
+			err := New().Init(testCtx(t), components.Metadata{Name: "statestore", Properties: tt.props})
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), `state.redis "statestore"`) {
+				t.Fatalf("Init error = %v, want one naming the component and containing %s", err, tt.want)
 			}
 		})
 	}
@@ -126,33 +129,49 @@ func TestInitUnreachableNamesRedisHost(t *testing.T) {
 	}
 }
 
-func TestOptionsDefaults(t *testing.T) {
-	o, err := parseOptions(components.Metadata{Properties: map[string]string{"redisHost": "localhost"}})
-	if err != nil {
-		t.Fatal(err)
+// TestRetryDefaults: Dapr gives state stores legacy retry defaults and keys that its
+// pub/sub does not have.
+func TestRetryDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		props      map[string]string
+		maxRetries int
+		minBackoff time.Duration
+		maxBackoff time.Duration
+	}{
+		{"defaults", nil, 3, 2 * time.Second, 0},
+		{"legacy keys", map[string]string{"maxRetries": "5", "maxRetryBackoff": "3000000000"}, 5, 3 * time.Second, 0},
+		{"current keys win", map[string]string{"maxRetries": "5", "redisMaxRetries": "7", "maxRetryBackoff": "3000000000", "redisMinRetryInterval": "100", "redisMaxRetryInterval": "1s"}, 7, 100 * time.Millisecond, time.Second},
+		{"disabled", map[string]string{"maxRetries": "-1", "maxRetryBackoff": "-1"}, -1, -1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			props := map[string]string{"redisHost": "h"}
+			maps.Copy(props, tc.props)
+			o, err := parseOptions(components.Metadata{Properties: props})
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := o.Universal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.MaxRetries != tc.maxRetries || u.MinRetryBackoff != tc.minBackoff || u.MaxRetryBackoff != tc.maxBackoff {
+				t.Fatalf("retries %d, backoff %v to %v; want %d, %v to %v", u.MaxRetries, u.MinRetryBackoff, u.MaxRetryBackoff, tc.maxRetries, tc.minBackoff, tc.maxBackoff)
+			}
+		})
 	}
-	addrs, err := o.addrs()
-	if err != nil || !slices.Equal(addrs, []string{"localhost:6379"}) {
-		t.Fatalf("addrs = %v, %v", addrs, err)
-	}
-	if o.DialTimeout != 5*time.Second || o.ReadTimeout != 3*time.Second || o.IdleTimeout != 5*time.Minute || o.DB != 0 || o.RedisType != "node" {
-		t.Fatalf("defaults = %+v", o)
-	}
-	n, minB, maxB := o.retries()
-	if n != 3 || minB != 2*time.Second || maxB != 0 {
-		t.Fatalf("retries = %d %v %v, want Dapr's state defaults 3 2s 0", n, minB, maxB)
-	}
+}
 
-	o, err = parseOptions(components.Metadata{Properties: map[string]string{
-		"redisHost": "h", "redisPort": "7000", "maxRetries": "5", "maxRetryBackoff": "3000000000", "readTimeout": "-1", "ttlInSeconds": "60",
-	}})
-	if err != nil {
-		t.Fatal(err)
+func TestStoreOptions(t *testing.T) {
+	o, err := parseOptions(components.Metadata{Properties: map[string]string{"redisHost": "h"}})
+	if err != nil || o.TTLInSeconds != nil || o.ActorStateStore || o.QueryIndexes != "" {
+		t.Fatalf("defaults %+v, %v", o, err)
 	}
-	addrs, _ = o.addrs()
-	n, minB, _ = o.retries()
-	if !slices.Equal(addrs, []string{"h:7000"}) || n != 5 || minB != 3*time.Second || negative(o.ReadTimeout) != -1 || *o.TTLInSeconds != 60 {
-		t.Fatalf("legacy options: addrs %v retries %d backoff %v readTimeout %v ttl %v", addrs, n, minB, o.ReadTimeout, *o.TTLInSeconds)
+	o, err = parseOptions(components.Metadata{Properties: map[string]string{
+		"redisHost": "h", "ttlInSeconds": "60", "actorStateStore": "true", "queryIndexes": "[]",
+	}})
+	if err != nil || *o.TTLInSeconds != 60 || !o.ActorStateStore || o.QueryIndexes != "[]" {
+		t.Fatalf("store options %+v, %v", o, err)
 	}
 }
 
