@@ -2,7 +2,6 @@ package redis
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -90,7 +89,7 @@ func (o *options) newClient(retry bool) (*goredis.Client, error) {
 	c, ok := u.(*goredis.Client)
 	if !ok {
 		_ = u.Close()
-		return nil, fmt.Errorf(`metadata "redisType": %q gives a %T, which state.redis cannot use`, o.RedisType, u)
+		return nil, errors.New(`metadata "redisType": state.redis needs a single-node or a sentinel client`)
 	}
 	return c, nil
 }
