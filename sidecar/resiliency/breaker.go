@@ -31,8 +31,8 @@ const (
 )
 
 // breaker is one target's circuit breaker, as sony/gobreaker (Dapr's) behaves:
-// closed, it opens when consecutive failures exceed tripAfter; open, it refuses calls
-// for timeout, then half-opens; half-open, it lets maxRequests calls through and
+// closed, it opens when a failure makes its trip expression true; open, it refuses
+// calls for timeout, then half-opens; half-open, it lets maxRequests calls through and
 // closes when that many succeed in a row, or opens again at the first failure.
 type breaker struct {
 	pol *breakerPolicy
@@ -41,9 +41,7 @@ type breaker struct {
 	mu         sync.Mutex
 	state      breakerState
 	generation uint64
-	failures   int // consecutive, in this generation
-	successes  int // consecutive, half-open
-	requests   int // in flight or done, half-open
+	counts     counts // of this generation
 	expiry     time.Time
 }
 
@@ -63,7 +61,7 @@ func (b *breaker) current(now time.Time) {
 
 func (b *breaker) newGeneration(now time.Time) {
 	b.generation++
-	b.failures, b.successes, b.requests = 0, 0, 0
+	b.counts = counts{}
 	switch b.state {
 	case stateClosed:
 		if b.pol.interval > 0 {
@@ -93,11 +91,11 @@ func (b *breaker) allow() (uint64, error) {
 	case stateOpen:
 		return 0, ErrCircuitOpen
 	case stateHalfOpen:
-		if b.requests >= b.pol.maxRequests {
+		if b.counts.requests >= int64(b.pol.maxRequests) {
 			return 0, ErrTooManyRequests
 		}
-		b.requests++
 	}
+	b.counts.requests++
 	if b.state == stateClosed && b.pol.interval > 0 && b.expiry.IsZero() {
 		b.expiry = now.Add(b.pol.interval)
 	}
@@ -113,23 +111,25 @@ func (b *breaker) done(gen uint64, o outcome) (opened bool) {
 	if gen != b.generation {
 		return false
 	}
+	c := &b.counts
 	switch o {
 	case outcomeIgnored:
-		if b.state == stateHalfOpen && b.requests > 0 {
-			b.requests--
+		// As if the call had not been made: in half-open, it frees its place.
+		if c.requests > 0 {
+			c.requests--
 		}
 	case outcomeSuccess:
-		b.failures = 0
-		if b.state == stateHalfOpen {
-			b.successes++
-			if b.successes >= b.pol.maxRequests {
-				b.set(stateClosed, now)
-			}
+		c.totalSuccesses++
+		c.consecutiveSuccesses++
+		c.consecutiveFailures = 0
+		if b.state == stateHalfOpen && c.consecutiveSuccesses >= int64(b.pol.maxRequests) {
+			b.set(stateClosed, now)
 		}
 	case outcomeFailure:
-		b.successes = 0
-		b.failures++
-		if b.state == stateHalfOpen || (b.state == stateClosed && b.failures > b.pol.tripAfter) {
+		c.totalFailures++
+		c.consecutiveFailures++
+		c.consecutiveSuccesses = 0
+		if b.state == stateHalfOpen || (b.state == stateClosed && b.pol.trip.trips(c)) {
 			b.set(stateOpen, now)
 			return true
 		}

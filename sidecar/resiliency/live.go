@@ -17,6 +17,9 @@ func (l *Live) Store(p *Policies) { l.p.Store(p) }
 // Load returns the policies in force.
 func (l *Live) Load() *Policies { return l.p.Load() }
 
+// MayRetry reports whether the policies in force may run a failed call to target again.
+func (l *Live) MayRetry(t Target) bool { return l.p.Load().MayRetry(t) }
+
 // Run runs op under the policies in force.
 func (l *Live) Run(ctx context.Context, target Target, op func(ctx context.Context) error) error {
 	return l.p.Load().Run(ctx, target, op)

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"regexp"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -54,6 +52,23 @@ type retryPolicy struct {
 	duration    time.Duration // constant
 	maxInterval time.Duration // exponential
 	maxRetries  int           // -1: no limit
+	// httpCodes and grpcCodes are `matching`: the status codes that are retried.
+	httpCodes, grpcCodes codeSet
+}
+
+// retries reports whether the retry policy retries a failure, as Dapr's
+// RetryConditionMatch decides: an answer with a status is retried when `matching`
+// lists its code (or lists no code of its kind); a failure without a status (the
+// target could not be reached, the attempt timed out) always is.
+func (rp *retryPolicy) retries(err error) bool {
+	var se *StatusError
+	if !errors.As(err, &se) {
+		return true
+	}
+	if se.GRPC {
+		return rp.grpcCodes.has(se.Code)
+	}
+	return rp.httpCodes.has(se.Code)
 }
 
 type breakerPolicy struct {
@@ -61,8 +76,7 @@ type breakerPolicy struct {
 	maxRequests int
 	interval    time.Duration
 	timeout     time.Duration
-	// tripAfter opens the breaker when consecutive failures exceed it.
-	tripAfter int
+	trip        trip
 }
 
 // resolved is what applies to one call.
@@ -77,13 +91,12 @@ type breakerKey struct {
 	family, name, policy string
 }
 
-var tripExpr = regexp.MustCompile(`^\s*consecutiveFailures\s*(>|>=)\s*(\d+)\s*$`)
-
 // Compile merges the Resiliency resources (already filtered by scope) into Policies. A
 // policy defined twice takes the later definition, as does a target. A target that
-// names a policy defined by none of them is an error; so is a malformed duration. A
-// circuit breaker whose trip expression is not of the form consecutiveFailures > N is
-// logged and left out.
+// names a policy defined by none of them is an error; so is a malformed duration or
+// retry `matching` list. A circuit breaker whose trip expression does not compile is
+// logged as an error and left out, with the targets that name it: the other policies
+// apply.
 func Compile(list []*v1alpha1.Resiliency, log logr.Logger) (*Policies, error) {
 	p := &Policies{
 		timeouts: map[string]time.Duration{},
@@ -97,8 +110,8 @@ func Compile(list []*v1alpha1.Resiliency, log logr.Logger) (*Policies, error) {
 		states:   map[breakerKey]*breaker{},
 	}
 	var errs []error
-	// unsupported breakers are left out, and so are not unknown names.
-	unsupported := map[string]bool{}
+	// Breakers whose trip does not compile are left out, and so are not unknown names.
+	badTrip := map[string]bool{}
 	for _, r := range list {
 		if r == nil {
 			continue
@@ -121,25 +134,23 @@ func Compile(list []*v1alpha1.Resiliency, log logr.Logger) (*Policies, error) {
 				fail("policies.retries.%s: %v", name, err)
 				continue
 			}
-			if m := pol.Retries[name].Matching; m.HTTPStatusCodes != "" || m.GRPCStatusCodes != "" {
-				log.Info("Retry matching by status code is not supported; every error is retried", "Resiliency", r.Name, "retry", name)
-			}
 			p.retries[name] = rp
 		}
 		for _, name := range sortedKeys(pol.CircuitBreakers) {
 			bp, err := compileBreaker(name, pol.CircuitBreakers[name])
-			if errors.Is(err, errUnsupportedTrip) {
-				log.Info("Circuit breaker not applied: only trip expressions of the form consecutiveFailures > N are supported",
-					"Resiliency", r.Name, "circuitBreaker", name, "trip", pol.CircuitBreakers[name].Trip)
+			var te *tripError
+			if errors.As(err, &te) {
+				log.Error(fmt.Errorf("Resiliency %q: policies.circuitBreakers.%s: %w", r.Name, name, err),
+					"Circuit breaker left out: its trip expression does not compile", "Resiliency", r.Name, "circuitBreaker", name)
 				delete(p.breakers, name)
-				unsupported[name] = true
+				badTrip[name] = true
 				continue
 			}
 			if err != nil {
 				fail("policies.circuitBreakers.%s: %v", name, err)
 				continue
 			}
-			delete(unsupported, name)
+			delete(badTrip, name)
 			p.breakers[name] = bp
 		}
 	}
@@ -155,7 +166,7 @@ func Compile(list []*v1alpha1.Resiliency, log logr.Logger) (*Policies, error) {
 			if _, ok := p.retries[n.retry]; n.retry != "" && !ok {
 				errs = append(errs, fmt.Errorf("Resiliency %q: %s.retry names %q, which is not in policies.retries", r.Name, where, n.retry))
 			}
-			if _, ok := p.breakers[n.breaker]; n.breaker != "" && !ok && !unsupported[n.breaker] {
+			if _, ok := p.breakers[n.breaker]; n.breaker != "" && !ok && !badTrip[n.breaker] {
 				errs = append(errs, fmt.Errorf("Resiliency %q: %s.circuitBreaker names %q, which is not in policies.circuitBreakers", r.Name, where, n.breaker))
 			}
 		}
@@ -230,10 +241,23 @@ func compileRetry(r v1alpha1.Retry) (*retryPolicy, error) {
 	if r.MaxRetries != nil && *r.MaxRetries >= 0 {
 		rp.maxRetries = int(*r.MaxRetries)
 	}
+	if rp.httpCodes, err = parseCodes(r.Matching.HTTPStatusCodes, httpCodes, "an HTTP"); err != nil {
+		return nil, fmt.Errorf("matching.httpStatusCodes: %w", err)
+	}
+	if rp.grpcCodes, err = parseCodes(r.Matching.GRPCStatusCodes, grpcCodes, "a gRPC"); err != nil {
+		return nil, fmt.Errorf("matching.gRPCStatusCodes: %w", err)
+	}
 	return rp, nil
 }
 
-var errUnsupportedTrip = errors.New("unsupported trip expression")
+// tripError is a trip expression that does not compile.
+type tripError struct {
+	expr string
+	err  error
+}
+
+func (e *tripError) Error() string { return fmt.Sprintf("trip %q: %v", e.expr, e.err) }
+func (e *tripError) Unwrap() error { return e.err }
 
 func compileBreaker(name string, c v1alpha1.CircuitBreaker) (*breakerPolicy, error) {
 	bp := &breakerPolicy{name: name, maxRequests: int(c.MaxRequests)}
@@ -247,22 +271,9 @@ func compileBreaker(name string, c v1alpha1.CircuitBreaker) (*breakerPolicy, err
 	if bp.timeout, err = parseDuration(c.Timeout, DefaultBreakerTimeout); err != nil {
 		return nil, fmt.Errorf("timeout: %w", err)
 	}
-	trip := c.Trip
-	if trip == "" {
-		trip = DefaultTrip
+	if bp.trip, err = compileTrip(c.Trip); err != nil {
+		return nil, &tripError{expr: c.Trip, err: err}
 	}
-	m := tripExpr.FindStringSubmatch(trip)
-	if m == nil {
-		return nil, errUnsupportedTrip
-	}
-	n, err := strconv.Atoi(m[2])
-	if err != nil {
-		return nil, errUnsupportedTrip
-	}
-	if m[1] == ">=" {
-		n--
-	}
-	bp.tripAfter = max(n, 0)
 	return bp, nil
 }
 
@@ -312,6 +323,16 @@ func (p *Policies) lookup(t Target) (resolved, bool) {
 	return r, r.timeout > 0 || r.retry != nil || r.breaker != nil
 }
 
+// MayRetry reports whether a failed call to target may be run again, so that the
+// caller keeps what another attempt needs (a request body).
+func (p *Policies) MayRetry(t Target) bool {
+	if p == nil {
+		return false
+	}
+	r, _ := p.lookup(t)
+	return r.retry != nil && r.retry.maxRetries != 0
+}
+
 func (p *Policies) clock() time.Time {
 	if p.now != nil {
 		return p.now()
@@ -331,10 +352,11 @@ func (p *Policies) breakerFor(r resolved) *breaker {
 }
 
 // Run runs op under the policies that apply to target: each attempt under the
-// timeout and the circuit breaker, the attempts as the retry policy says. An error
-// after the caller's context ended, or from an open circuit breaker, is not retried.
-// A successful attempt's context is not cancelled before its deadline, since a
-// response may stream after Run returns.
+// timeout and the circuit breaker, the attempts as the retry policy says (a
+// StatusError only when `matching` lists its code). An error after the caller's
+// context ended, or from an open circuit breaker, is not retried. The context of a
+// successful attempt, or of one that failed with a StatusError, is not cancelled
+// before its deadline, since a response may stream after Run returns.
 func (p *Policies) Run(ctx context.Context, target Target, op func(ctx context.Context) error) error {
 	if p == nil {
 		return Direct{}.Run(ctx, target, op)
@@ -358,7 +380,7 @@ func (p *Policies) Run(ctx context.Context, target Target, op func(ctx context.C
 		if ctx.Err() != nil || errors.Is(err, ErrCircuitOpen) || errors.Is(err, ErrTooManyRequests) {
 			return err
 		}
-		if r.retry == nil || (r.retry.maxRetries >= 0 && attempt >= r.retry.maxRetries) {
+		if r.retry == nil || (r.retry.maxRetries >= 0 && attempt >= r.retry.maxRetries) || !r.retry.retries(err) {
 			return err
 		}
 		t := time.NewTimer(p.backoff(r.retry, attempt))
@@ -384,7 +406,7 @@ func (p *Policies) attempt(ctx context.Context, timeout time.Duration, b *breake
 		actx, cancel = withTimeout(ctx, timeout)
 	}
 	err := op(actx)
-	if err != nil && cancel != nil {
+	if err != nil && cancel != nil && !isStatus(err) {
 		cancel()
 	}
 	if b != nil {

@@ -3,6 +3,7 @@ package resiliency
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,7 +73,8 @@ func TestCompile(t *testing.T) {
 	}{
 		{Target{Kind: "app", Name: "b", Direction: Outbound}, 50 * time.Millisecond,
 			&retryPolicy{duration: 10 * time.Millisecond, maxInterval: DefaultMaxInterval, maxRetries: 3}, "simple", 3},
-		// An unsupported trip expression leaves the breaker out.
+		// A trip expression that does not compile (failureRatio is no count) leaves the
+		// breaker out.
 		{Target{Kind: "app", Name: "c", Direction: Outbound}, 5 * time.Second, nil, "", 0},
 		// HTTPEndpoints are targeted as apps; the default timeout applies to the others.
 		{Target{Kind: "endpoint", Name: "b", Direction: Outbound}, 50 * time.Millisecond,
@@ -96,13 +98,13 @@ func TestCompile(t *testing.T) {
 		switch {
 		case (r.retry == nil) != (tt.retry == nil):
 			t.Errorf("%+v: retry %+v, want %+v", tt.target, r.retry, tt.retry)
-		case r.retry != nil && *r.retry != *tt.retry:
+		case r.retry != nil && !reflect.DeepEqual(*r.retry, *tt.retry):
 			t.Errorf("%+v: retry %+v, want %+v", tt.target, *r.retry, *tt.retry)
 		}
 		var name string
 		var trip int
 		if r.breaker != nil {
-			name, trip = r.breaker.name, r.breaker.tripAfter
+			name, trip = r.breaker.name, int(r.breaker.trip.after)
 		}
 		if name != tt.breaker || trip != tt.trip {
 			t.Errorf("%+v: breaker %q trips after %d, want %q after %d", tt.target, name, trip, tt.breaker, tt.trip)
@@ -176,8 +178,9 @@ spec:
 			}
 		})
 	}
-	// A target naming an unsupported circuit breaker is not an error: the breaker is left out.
-	if _, err := Compile(parse(t, "metadata: {name: r}\nspec: {policies: {circuitBreakers: {x: {trip: 'requests > 1'}}}, targets: {apps: {b: {circuitBreaker: x}}}}"), logr.Discard()); err != nil {
+	// A target naming a circuit breaker whose trip does not compile is not an error:
+	// the breaker is left out.
+	if _, err := Compile(parse(t, "metadata: {name: r}\nspec: {policies: {circuitBreakers: {x: {trip: 'requests >'}}}, targets: {apps: {b: {circuitBreaker: x}}}}"), logr.Discard()); err != nil {
 		t.Error(err)
 	}
 }

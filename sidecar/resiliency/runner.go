@@ -39,6 +39,13 @@ func (Direct) Run(ctx context.Context, _ Target, op func(ctx context.Context) er
 	return err
 }
 
+// MayRetry reports whether r may run a failed call to target more than once; a
+// runner that cannot tell is taken not to.
+func MayRetry(r Runner, target Target) bool {
+	m, ok := r.(interface{ MayRetry(Target) bool })
+	return ok && m.MayRetry(target)
+}
+
 // permanentError is an error that no retry policy retries.
 type permanentError struct{ err error }
 

@@ -8,7 +8,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,5 +120,108 @@ func TestResiliencyCompileErrorStopsStartUp(t *testing.T) {
 	err := rt.Run(ctx)
 	if err == nil || !strings.Contains(err.Error(), `Resiliency "broken"`) || !strings.Contains(err.Error(), "nowhere") {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// Retry `matching` through real sidecars: with httpStatusCodes "503", an app (or an
+// HTTPEndpoint) that answers 503 and then 200 is called again with the whole body and
+// the caller gets the 200; a 404 is not retried and reaches the caller as it was.
+func TestRetryMatchingStatusCodes(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string][]string{} // path: the body of each call
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		first := len(got[r.URL.Path]) == 0
+		mu.Unlock()
+		var body []byte
+		if !(first && strings.HasSuffix(r.URL.Path, "/early-flaky")) {
+			// The early one answers before it reads anything.
+			body, _ = io.ReadAll(r.Body)
+		}
+		mu.Lock()
+		got[r.URL.Path] = append(got[r.URL.Path], string(body))
+		mu.Unlock()
+		switch {
+		case !strings.HasSuffix(r.URL.Path, "flaky"):
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, "no such order")
+		case first:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "busy")
+		default:
+			_, _ = io.WriteString(w, "done")
+		}
+	}))
+	t.Cleanup(app.Close)
+	calls := func(path string) []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got[path])
+	}
+
+	dir := t.TempDir()
+	writeResource(t, dir, "endpoint.yaml", fmt.Sprintf(
+		"apiVersion: dapr.io/v1alpha1\nkind: HTTPEndpoint\nmetadata:\n  name: shop\nspec:\n  baseUrl: %s/shop\n", app.URL))
+	writeResource(t, dir, "resiliency.yaml", `apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: retry503
+spec:
+  policies:
+    retries:
+      only503:
+        policy: constant
+        duration: 10ms
+        maxRetries: 3
+        matching:
+          httpStatusCodes: "503"
+  targets:
+    apps:
+      b: {retry: only503}
+      shop: {retry: only503}
+`)
+	m := newMesh(t)
+	m.sidecar("b", app.URL)
+	a := m.sidecarWith("a", "", func(rt *Runtime) { rt.cfg.ResourcesPaths = []string{dir} })
+
+	const order = `{"order":42}`
+	// A body larger than one frame between the sidecars streams while the answer comes.
+	big := strings.Repeat("x", 256<<10)
+	for _, tt := range []struct {
+		target, path string // the target's method, and the path the app sees
+		body         string
+	}{
+		{"b", "/flaky", order},
+		{"shop", "/shop/flaky", order},
+		{"b", "/big-flaky", big},
+		{"b", "/early-flaky", big},
+	} {
+		method := strings.TrimPrefix(tt.path, "/shop")
+		code, _, body := call(t, http.MethodPost, httpURL(a, "/v1.0/invoke/"+tt.target+"/method"+method), strings.NewReader(tt.body))
+		if code != http.StatusOK || body != "done" {
+			t.Errorf("%s%s: %d %q, want 200 done", tt.target, method, code, body)
+		}
+		want := []string{tt.body, tt.body}
+		if strings.HasSuffix(tt.path, "/early-flaky") {
+			want[0] = ""
+		}
+		if seen := calls(tt.path); !slices.Equal(seen, want) {
+			var sizes []int
+			for _, b := range seen {
+				sizes = append(sizes, len(b))
+			}
+			t.Errorf("%s%s: the app read bodies of %v bytes, want the whole body each time it read", tt.target, method, sizes)
+		}
+		if tt.body == big {
+			continue
+		}
+
+		code, _, body = call(t, http.MethodPost, httpURL(a, "/v1.0/invoke/"+tt.target+"/method/missing"), strings.NewReader(order))
+		if code != http.StatusNotFound || body != "no such order" {
+			t.Errorf("%s: %d %q, want 404 no such order", tt.target, code, body)
+		}
+		if seen := calls(strings.Replace(tt.path, "flaky", "missing", 1)); !slices.Equal(seen, []string{order}) {
+			t.Errorf("%s: the app saw %q, want one call", tt.target, seen)
+		}
 	}
 }

@@ -275,15 +275,12 @@ func (b *Block) invokeRemote(ctx context.Context, appID, ns string, req *Request
 		ContentLength:   req.ContentLength,
 		Trailer:         req.Trailer,
 	}
-	var resp *Response
 	// The op's context must outlive Run, since the response body streams after it.
-	err = b.runOnce(ctx, resiliency.Target{Kind: "app", Name: appID, Direction: resiliency.Outbound, Operation: "invoke"}, req.Body,
-		func(ctx context.Context, body io.Reader) error {
+	resp, err := b.runCall(ctx, resiliency.Target{Kind: "app", Name: appID, Direction: resiliency.Outbound, Operation: "invoke"}, req.Body, req.ContentLength,
+		func(ctx context.Context, body io.Reader) (*Response, error) {
 			c := *call
 			c.Body = body
-			var err error
-			resp, err = b.Remote.Call(ctx, addr, &c)
-			return err
+			return b.Remote.Call(ctx, addr, &c)
 		})
 	if status.Code(err) == codes.Unavailable {
 		// The sidecar is gone from that address: resolve afresh next time.
@@ -342,13 +339,10 @@ func (b *Block) callApp(ctx context.Context, verb, method, query string, header 
 		// Dapr's HTTP app channel refuses a call without an HTTP verb.
 		return nil, apierrors.New(apierrors.DirectInvoke, "missing HTTP extension field")
 	}
-	var resp *Response
-	err := b.runOnce(ctx, resiliency.Target{Kind: "app", Name: b.AppID, Direction: resiliency.Inbound, Operation: "invoke"}, req.Body,
-		func(ctx context.Context, body io.Reader) error {
-			var err error
-			resp, err = b.App.Do(ctx, &appchannel.Request{Method: verb, Path: method, RawQuery: query, Header: header,
+	resp, err := b.runCall(ctx, resiliency.Target{Kind: "app", Name: b.AppID, Direction: resiliency.Inbound, Operation: "invoke"}, req.Body, req.ContentLength,
+		func(ctx context.Context, body io.Reader) (*Response, error) {
+			return b.App.Do(ctx, &appchannel.Request{Method: verb, Path: method, RawQuery: query, Header: header,
 				Body: body, ContentLength: req.ContentLength, Trailer: req.Trailer})
-			return err
 		})
 	if err != nil {
 		if errors.Is(err, appchannel.ErrAppUnhealthy) {
@@ -385,15 +379,11 @@ func (b *Block) invokeExternal(ctx context.Context, client *http.Client, name, b
 	if err != nil {
 		return nil, err
 	}
-	var resp *Response
-	err = b.runOnce(ctx, resiliency.Target{Kind: "endpoint", Name: name, Direction: resiliency.Outbound, Operation: "invoke"}, req.Body,
-		func(ctx context.Context, body io.Reader) error {
-			var err error
-			resp, err = ch.Do(ctx, &appchannel.Request{Method: req.Verb, Path: req.Method, RawQuery: req.RawQuery, Header: header,
+	return b.runCall(ctx, resiliency.Target{Kind: "endpoint", Name: name, Direction: resiliency.Outbound, Operation: "invoke"}, req.Body, req.ContentLength,
+		func(ctx context.Context, body io.Reader) (*Response, error) {
+			return ch.Do(ctx, &appchannel.Request{Method: req.Verb, Path: req.Method, RawQuery: req.RawQuery, Header: header,
 				Body: body, ContentLength: req.ContentLength, Trailer: req.Trailer})
-			return err
 		})
-	return resp, err
 }
 
 var defaultExternal = appchannel.NewClient(appchannel.ProtocolHTTP)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/outrigger-dev/outrigger/sidecar/appchannel"
 	"github.com/outrigger-dev/outrigger/sidecar/blocks/pubsub/envelope"
+	"github.com/outrigger-dev/outrigger/sidecar/resiliency"
 )
 
 // Status is the app's answer to a delivery.
@@ -183,7 +184,8 @@ type appResponse struct {
 
 // Deliver POSTs the event to its path as application/cloudevents+json. A 2xx answer
 // is read for its status (an empty or unreadable body is success, as in Dapr); 404
-// drops the message; anything else is retried.
+// drops the message; anything else is retried, and carries its status for the retry
+// policy's `matching`, as in Dapr.
 func (a HTTPApp) Deliver(ctx context.Context, d *Delivery) (Status, error) {
 	body := d.Body
 	if body == nil {
@@ -218,7 +220,8 @@ func (a HTTPApp) Deliver(ctx context.Context, d *Delivery) (Status, error) {
 	case resp.Status == http.StatusNotFound:
 		return StatusDrop, nil
 	}
-	return StatusRetry, fmt.Errorf("app answered %d for event %v on %s: %s", resp.Status, d.Event["id"], d.Path, truncate(answer))
+	return StatusRetry, resiliency.HTTPStatus(resp.Status,
+		fmt.Errorf("app answered %d for event %v on %s: %s", resp.Status, d.Event["id"], d.Path, truncate(answer)))
 }
 
 // DeliverBulk POSTs the batch as Dapr's bulk envelope and reads the statuses.
@@ -261,7 +264,8 @@ func (a HTTPApp) DeliverBulk(ctx context.Context, d *BulkDelivery) (map[string]S
 		return out, nil
 	}
 	if resp.Status < 200 || resp.Status > 299 {
-		return nil, fmt.Errorf("app answered %d for a batch of %d events on %s: %s", resp.Status, len(d.Entries), d.Path, truncate(answer))
+		return nil, resiliency.HTTPStatus(resp.Status,
+			fmt.Errorf("app answered %d for a batch of %d events on %s: %s", resp.Status, len(d.Entries), d.Path, truncate(answer)))
 	}
 	var ar struct {
 		Statuses []struct {
@@ -350,7 +354,7 @@ func (a GRPCApp) Subscriptions(ctx context.Context) ([]Subscription, error) {
 }
 
 // Deliver calls OnTopicEvent. Unimplemented drops the message, as in Dapr; any other
-// error is retried.
+// error is retried, a gRPC status with its code for the retry policy's `matching`.
 func (a GRPCApp) Deliver(ctx context.Context, d *Delivery) (Status, error) {
 	req, err := topicEventRequest(d.Event, d.Path, d.PubsubName, d.Topic)
 	if err != nil {
@@ -362,10 +366,15 @@ func (a GRPCApp) Deliver(ctx context.Context, d *Delivery) (Status, error) {
 	}
 	resp, err := runtimev1.NewAppCallbackClient(a.Conn).OnTopicEvent(ctx, req)
 	if err != nil {
-		if status.Code(err) == codes.Unimplemented {
+		st, ok := status.FromError(err)
+		if ok && st.Code() == codes.Unimplemented {
 			return StatusDrop, nil
 		}
-		return StatusRetry, fmt.Errorf("error returned from app while processing pub/sub event %v: %w", d.Event["id"], err)
+		err = fmt.Errorf("error returned from app while processing pub/sub event %v: %w", d.Event["id"], err)
+		if ok {
+			err = resiliency.GRPCStatus(st.Code(), err)
+		}
+		return StatusRetry, err
 	}
 	switch resp.GetStatus() {
 	case runtimev1.TopicEventResponse_SUCCESS:
