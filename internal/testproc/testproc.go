@@ -53,15 +53,25 @@ func Binary(t testing.TB) string {
 	return binary
 }
 
-// FreePort returns a loopback port that was free a moment ago.
+// handedOut are the ports FreePort has returned in this process.
+var handedOut sync.Map
+
+// FreePort returns a loopback port that was free a moment ago and that this process
+// has not handed out before: sidecars started one after the other pick their ports
+// before any binds them, and the system may offer a port just released twice.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		_ = ln.Close()
+		if _, taken := handedOut.LoadOrStore(port, true); !taken {
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // Sidecar is one running `outrigger sidecar` process.

@@ -18,6 +18,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/outrigger-dev/outrigger/internal/testproc"
 	"github.com/outrigger-dev/outrigger/sidecar/components"
 	"github.com/outrigger-dev/outrigger/sidecar/components/builtin"
 	"github.com/outrigger-dev/outrigger/sidecar/nameresolution/selfhosted"
@@ -165,8 +166,8 @@ func TestRunGivesTheAppItsSidecar(t *testing.T) {
 	requireTool(t, "python3")
 	m := newMachine(t)
 	m.mustCLI("init")
-	httpPort := freePort(t)
-	appPort := freePort(t)
+	httpPort := testproc.FreePort(t)
+	appPort := testproc.FreePort(t)
 	script := `
 import json, os, urllib.request
 port = os.environ["DAPR_HTTP_PORT"]
@@ -248,7 +249,7 @@ func TestListAndStop(t *testing.T) {
 	t.Parallel()
 	m := newMachine(t)
 	m.mustCLI("init")
-	appPort := freePort(t)
+	appPort := testproc.FreePort(t)
 	r := m.startRun("lister", "--app-port", strconv.Itoa(appPort), "--",
 		"sh", "-c", `sleep 300 & echo "child $!"; wait`)
 	e := r.waitEntry()
@@ -474,16 +475,6 @@ func TestInvokeAndPublishCallTheSidecar(t *testing.T) {
 			}
 		})
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // childPID is the pid the app printed as "child N".

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/outrigger-dev/outrigger/internal/testproc"
 )
 
 // TestHelloWorld is the seed's scenario with the sample apps of examples/hello-world,
@@ -26,7 +28,7 @@ func TestHelloWorld(t *testing.T) {
 	m.mustCLI("init")
 	examples := filepath.Join(repoRoot(), "examples", "hello-world")
 
-	node := m.startRun("nodeapp", "--app-port", strconv.Itoa(freePort(t)), "--", "node", filepath.Join(examples, "node", "app.js"))
+	node := m.startRun("nodeapp", "--app-port", strconv.Itoa(testproc.FreePort(t)), "--", "node", filepath.Join(examples, "node", "app.js"))
 	nodeEntry := node.waitEntry()
 	node.waitOutput("== APP == Node App listening on port")
 	if reason := invocationMissing(t, nodeEntry.HTTPPort); reason != "" {
