@@ -114,12 +114,25 @@ type SidecarConfig struct {
 
 	AppHealth AppHealthCheck
 
+	// MTLS is set by the handler when the operator runs its certificate authority
+	// (operator --enable-mtls); no annotation turns it on or off, as in Dapr.
+	MTLS *MTLS
+
 	EnableNativeSidecar bool
 	EnableProfiling     bool
 
 	// Warnings are for the admission response: ignored, deprecated and unknown
 	// dapr.io annotations. They never stop the injection.
 	Warnings []string
+}
+
+// MTLS is what a sidecar needs to get its workload certificate from the operator's
+// certificate authority (Dapr's Sentry).
+type MTLS struct {
+	// SentryAddress is host:port of the certificate authority's Service.
+	SentryAddress string
+	// TrustAnchors are the PEM root certificates the sidecar trusts.
+	TrustAnchors string
 }
 
 // Defaults are the operator's settings that annotations may override.

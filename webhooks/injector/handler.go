@@ -11,6 +11,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -48,6 +49,34 @@ type Handler struct {
 	// AllowedServiceAccounts ("namespace:name") may create injected pods, besides
 	// members of system:masters. An empty list allows everyone.
 	AllowedServiceAccounts []string
+	// MTLS, when set, gives every sidecar what it needs to get its certificate from
+	// the operator's certificate authority.
+	MTLS *MTLSSource
+}
+
+// MTLSSource is where the handler finds the mTLS settings of a new sidecar.
+type MTLSSource struct {
+	// SentryAddress is host:port of the certificate authority's Service.
+	SentryAddress string
+	// TrustAnchors returns the PEM roots sidecars trust; they change when the root
+	// is rotated, so they are read for each pod.
+	TrustAnchors func(ctx context.Context) (string, error)
+}
+
+// TrustAnchorsFromConfigMap reads the key ca.crt of the ConfigMap namespace/name, where
+// the certificate authority publishes its roots.
+func TrustAnchorsFromConfigMap(c client.Reader, namespace, name string) func(ctx context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		cm := &corev1.ConfigMap{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, cm); err != nil {
+			return "", fmt.Errorf("read the trust anchors from ConfigMap %s/%s: %w", namespace, name, err)
+		}
+		anchors := cm.Data["ca.crt"]
+		if strings.TrimSpace(anchors) == "" {
+			return "", fmt.Errorf("ConfigMap %s/%s has no ca.crt: the certificate authority has not published its roots yet", namespace, name)
+		}
+		return anchors, nil
+	}
 }
 
 // SetupWithManager serves the handler on the manager's webhook server.
@@ -86,6 +115,14 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	cfg, err := ParseAnnotations(podName(pod), pod.Annotations, h.Defaults)
 	if err != nil {
 		return admission.Denied("dapr.io sidecar injection: " + joinErrors(err))
+	}
+	if h.MTLS != nil {
+		anchors, err := h.MTLS.TrustAnchors(ctx)
+		if err != nil {
+			// Retried by the pod's controller; a sidecar without anchors could not start.
+			return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("dapr.io sidecar injection: mTLS is on but %w", err))
+		}
+		cfg.MTLS = &MTLS{SentryAddress: h.MTLS.SentryAddress, TrustAnchors: anchors}
 	}
 	patch, err := BuildPatch(pod, cfg, h.Patch)
 	if err != nil {

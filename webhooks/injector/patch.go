@@ -47,6 +47,14 @@ const (
 
 	// TokenSecretKey is the key read from the api-token and app-token Secrets.
 	TokenSecretKey = "token"
+
+	// With mTLS, the sidecar proves its pod to the certificate authority with a
+	// service-account token bound to the pod, projected where daprd reads it.
+	EnvTrustAnchors       = "DAPR_TRUST_ANCHORS"
+	SentryTokenVolumeName = "dapr-identity-token"
+	SentryTokenMountPath  = "/var/run/secrets/dapr.io/sentrytoken"
+	SentryTokenAudience   = "dapr.io/sentry"
+	SentryTokenExpiration = int64(7200)
 )
 
 // PatchOptions are the operator's settings that shape the container but that no
@@ -99,6 +107,10 @@ func BuildPatch(pod *corev1.Pod, cfg *SidecarConfig, opts PatchOptions) ([]jsonp
 			},
 		}
 		ops = appendToList(ops, "/spec/volumes", len(pod.Spec.Volumes), vol)
+	}
+
+	if cfg.MTLS != nil {
+		ops = appendMTLSOps(ops, pod, cfg)
 	}
 
 	sidecar := sidecarContainer(cfg, opts)
@@ -204,6 +216,34 @@ func hasEnv(env []corev1.EnvVar, name string) bool {
 		}
 	}
 	return false
+}
+
+// appendMTLSOps adds the projected token the sidecar shows the certificate authority,
+// and records the app id in the pod's annotations, where the authority checks it
+// (the app id may otherwise be a default the injector derived from the pod's name).
+func appendMTLSOps(ops []jsonpatch.JsonPatchOperation, pod *corev1.Pod, cfg *SidecarConfig) []jsonpatch.JsonPatchOperation {
+	if pod.Annotations[AnnotationAppID] != cfg.AppID {
+		if len(pod.Annotations) == 0 {
+			ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations", map[string]string{AnnotationAppID: cfg.AppID}))
+		} else {
+			ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations/"+escapePointer(AnnotationAppID), cfg.AppID))
+		}
+	}
+	if hasVolume(pod, SentryTokenVolumeName) {
+		return ops
+	}
+	expiration := SentryTokenExpiration
+	vol := corev1.Volume{
+		Name: SentryTokenVolumeName,
+		VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience:          SentryTokenAudience,
+				ExpirationSeconds: &expiration,
+				Path:              "token",
+			}}},
+		}},
+	}
+	return appendToList(ops, "/spec/volumes", len(pod.Spec.Volumes), vol)
 }
 
 func appendLabelOps(ops []jsonpatch.JsonPatchOperation, pod *corev1.Pod, cfg *SidecarConfig) []jsonpatch.JsonPatchOperation {
@@ -356,6 +396,9 @@ func sidecarArgs(cfg *SidecarConfig) []string {
 	if cfg.PlacementAddress != "" {
 		args = append(args, "--placement-host-address", cfg.PlacementAddress)
 	}
+	if cfg.MTLS != nil {
+		args = append(args, "--enable-mtls", "--sentry-address", cfg.MTLS.SentryAddress)
+	}
 	return args
 }
 
@@ -375,6 +418,9 @@ func sidecarEnv(cfg *SidecarConfig) []corev1.EnvVar {
 	}
 	if cfg.AppTokenSecret != "" {
 		env = append(env, corev1.EnvVar{Name: EnvAppAPIToken, ValueFrom: secretRef(cfg.AppTokenSecret, TokenSecretKey)})
+	}
+	if cfg.MTLS != nil {
+		env = append(env, corev1.EnvVar{Name: EnvTrustAnchors, Value: cfg.MTLS.TrustAnchors})
 	}
 	return env
 }
@@ -409,13 +455,16 @@ func sidecarResources(cfg *SidecarConfig) corev1.ResourceRequirements {
 }
 
 func sidecarMounts(cfg *SidecarConfig) []corev1.VolumeMount {
-	if len(cfg.VolumeMounts) == 0 && cfg.UnixDomainSocketPath == "" {
+	if len(cfg.VolumeMounts) == 0 && cfg.UnixDomainSocketPath == "" && cfg.MTLS == nil {
 		return nil
 	}
-	mounts := make([]corev1.VolumeMount, 0, len(cfg.VolumeMounts)+1)
+	mounts := make([]corev1.VolumeMount, 0, len(cfg.VolumeMounts)+2)
 	mounts = append(mounts, cfg.VolumeMounts...)
 	if cfg.UnixDomainSocketPath != "" {
 		mounts = append(mounts, corev1.VolumeMount{Name: UnixDomainSocketVolumeName, MountPath: UnixDomainSocketDaprdPath})
+	}
+	if cfg.MTLS != nil {
+		mounts = append(mounts, corev1.VolumeMount{Name: SentryTokenVolumeName, MountPath: SentryTokenMountPath, ReadOnly: true})
 	}
 	return mounts
 }

@@ -706,3 +706,75 @@ func TestBuildPatchSerialises(t *testing.T) {
 		t.Errorf("marshal: %v", err)
 	}
 }
+
+// With the operator's certificate authority on, the sidecar gets the flags, the trust
+// anchors and a pod-bound token for the authority, and the pod records its app id.
+func TestBuildPatchMTLS(t *testing.T) {
+	mtls := &MTLS{SentryAddress: "dapr-sentry.outrigger-system.svc:443", TrustAnchors: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"}
+	for _, tt := range []struct {
+		name string
+		pod  *corev1.Pod
+	}{
+		{"app id annotated", nodeappPod()},
+		{"app id defaulted from the pod", func() *corev1.Pod {
+			p := nodeappPod()
+			delete(p.Annotations, AnnotationAppID)
+			p.Spec.Volumes = []corev1.Volume{{Name: "data"}}
+			return p
+		}()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := ParseAnnotations("mypod", tt.pod.Annotations, testDefaults)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.MTLS = mtls
+			ops, err := BuildPatch(tt.pod, cfg, PatchOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mutated := applyPatch(t, tt.pod, ops)
+			c := daprd(t, mutated)
+			if !slices.Contains(c.Args, "--enable-mtls") {
+				t.Errorf("args %v lack --enable-mtls", c.Args)
+			}
+			if got, _ := flagValue(c.Args, "--sentry-address"); got != mtls.SentryAddress {
+				t.Errorf("--sentry-address %q", got)
+			}
+			if e, ok := envValue(c.Env, EnvTrustAnchors); !ok || e.Value != mtls.TrustAnchors {
+				t.Errorf("%s is %+v", EnvTrustAnchors, e)
+			}
+			if !hasVolumeMount(c.VolumeMounts, corev1.VolumeMount{Name: SentryTokenVolumeName, MountPath: SentryTokenMountPath, ReadOnly: true}) {
+				t.Errorf("daprd mounts %+v", c.VolumeMounts)
+			}
+			var token *corev1.ServiceAccountTokenProjection
+			for _, v := range mutated.Spec.Volumes {
+				if v.Name == SentryTokenVolumeName && v.Projected != nil && len(v.Projected.Sources) == 1 {
+					token = v.Projected.Sources[0].ServiceAccountToken
+				}
+			}
+			if token == nil || token.Audience != SentryTokenAudience || token.Path != "token" || token.ExpirationSeconds == nil {
+				t.Fatalf("volumes %+v: no projected token for %s", mutated.Spec.Volumes, SentryTokenAudience)
+			}
+			if len(mutated.Spec.Volumes) != len(tt.pod.Spec.Volumes)+1 {
+				t.Errorf("volumes %+v", mutated.Spec.Volumes)
+			}
+			if got := mutated.Annotations[AnnotationAppID]; got != cfg.AppID {
+				t.Errorf("annotation %s = %q, want %q", AnnotationAppID, got, cfg.AppID)
+			}
+			// Applying the same patch twice is harmless; a second injection is a no-op.
+			if again, err := BuildPatch(mutated, cfg, PatchOptions{}); err != nil || len(again) != 0 {
+				t.Errorf("second injection: %v %v", again, err)
+			}
+		})
+	}
+	// Off: nothing of it.
+	_, mutated := inject(t, nodeappPod(), PatchOptions{})
+	c := daprd(t, mutated)
+	if slices.Contains(c.Args, "--enable-mtls") || len(mutated.Spec.Volumes) != 0 {
+		t.Errorf("without mTLS: args %v, volumes %+v", c.Args, mutated.Spec.Volumes)
+	}
+	if _, ok := envValue(c.Env, EnvTrustAnchors); ok {
+		t.Errorf("without mTLS the sidecar got %s", EnvTrustAnchors)
+	}
+}
