@@ -7,6 +7,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -52,24 +53,8 @@ func BenchmarkParseAndPatchJSON(b *testing.B) {
 // BenchmarkHandle is the whole admission as the webhook server runs it: decode the
 // AdmissionRequest's pod, decide, build and encode the patch.
 func BenchmarkHandle(b *testing.B) {
-	raw, err := json.Marshal(nodeappPod())
-	if err != nil {
-		b.Fatal(err)
-	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		b.Fatal(err)
-	}
+	scheme, req := podAdmission(b, nodeappPod())
 	h := &Handler{Decoder: admission.NewDecoder(scheme), Defaults: testDefaults, AllowedServiceAccounts: DefaultAllowedServiceAccounts}
-	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		UID:       "bench",
-		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-		Namespace: "default",
-		Operation: admissionv1.Create,
-		UserInfo:  authenticationv1.UserInfo{Username: "system:serviceaccount:kube-system:replicaset-controller"},
-		Object:    runtime.RawExtension{Raw: raw},
-	}}
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -81,4 +66,27 @@ func BenchmarkHandle(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// podAdmission is the admission request of a replica set controller creating pod in
+// namespace default, with the scheme that decodes it.
+func podAdmission(t testing.TB, pod *corev1.Pod) (*runtime.Scheme, admission.Request) {
+	t.Helper()
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	return scheme, admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID:       "test",
+		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+		Namespace: "default",
+		Operation: admissionv1.Create,
+		UserInfo:  authenticationv1.UserInfo{Username: "system:serviceaccount:kube-system:replicaset-controller"},
+		Object:    runtime.RawExtension{Raw: raw},
+	}}
 }

@@ -7,12 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	admissionv1 "k8s.io/api/admission/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
@@ -22,23 +19,7 @@ import (
 // a reason, so that its controller retries instead of starting a sidecar that cannot
 // get a certificate.
 func TestHandleMTLS(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := json.Marshal(nodeappPod())
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		UID:       "mtls",
-		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-		Namespace: "default",
-		Operation: admissionv1.Create,
-		UserInfo:  authenticationv1.UserInfo{Username: "system:serviceaccount:kube-system:replicaset-controller"},
-		Object:    runtime.RawExtension{Raw: raw},
-	}}
+	scheme, req := podAdmission(t, nodeappPod())
 	const anchors = "-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n"
 	handler := func(objs ...runtime.Object) *Handler {
 		c := fake.NewClientBuilder().WithScheme(scheme).WithRuntimeObjects(objs...).Build()
