@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/outrigger-dev/outrigger/sidecar/security"
 )
 
 // Modes the sidecar runs in.
@@ -60,6 +62,15 @@ type Config struct {
 	DisableBuiltinK8sSecretStore bool
 	EnableProfiling              bool
 	PlacementHostAddress         string
+
+	// EnableMTLS secures the internal channel with a certificate that the certificate
+	// authority at SentryAddress issues for the token in SentryTokenFile
+	// (DAPR_SENTRY_TOKEN_FILE, default security.DefaultTokenFile), verified against
+	// TrustAnchors (DAPR_TRUST_ANCHORS, PEM).
+	EnableMTLS      bool
+	SentryAddress   string
+	TrustAnchors    []byte
+	SentryTokenFile string
 
 	APIToken    string
 	AppAPIToken string
@@ -122,6 +133,8 @@ func Flags(fs *pflag.FlagSet) *flagValues {
 	fs.StringVar(&c.UnixDomainSocket, "unix-domain-socket", "", "directory for the APIs' Unix domain sockets")
 	fs.BoolVar(&c.DisableBuiltinK8sSecretStore, "disable-builtin-k8s-secret-store", false, "do not load the built-in kubernetes secret store")
 	fs.BoolVar(&c.EnableProfiling, "enable-profiling", false, "serve pprof on the metrics port")
+	fs.BoolVar(&c.EnableMTLS, "enable-mtls", false, "mTLS between sidecars, with a certificate from the certificate authority at --sentry-address and the trust anchors in DAPR_TRUST_ANCHORS")
+	fs.StringVar(&c.SentryAddress, "sentry-address", "", "host:port of the certificate authority (Sentry) that issues the sidecar's certificate with --enable-mtls")
 	fs.StringVar(&c.PlacementHostAddress, "placement-host-address", "", "accepted for compatibility with daprd; Outrigger needs no placement service")
 	return v
 }
@@ -190,7 +203,30 @@ func (v *flagValues) Finish(getenv func(string) string) (Config, error) {
 	if c.Namespace == "" {
 		c.Namespace = "default"
 	}
+	c.SentryTokenFile = getenv("DAPR_SENTRY_TOKEN_FILE")
+	if c.SentryTokenFile == "" {
+		c.SentryTokenFile = security.DefaultTokenFile
+	}
+	if c.EnableMTLS {
+		errs = append(errs, c.checkMTLS(getenv("DAPR_TRUST_ANCHORS"))...)
+	}
 	return c, errors.Join(errs...)
+}
+
+// checkMTLS names what --enable-mtls lacks; the token file is read at start.
+func (c *Config) checkMTLS(anchors string) []error {
+	var errs []error
+	if c.SentryAddress == "" {
+		errs = append(errs, errors.New("--enable-mtls needs --sentry-address, the certificate authority's host:port"))
+	}
+	if strings.TrimSpace(anchors) == "" {
+		errs = append(errs, errors.New("--enable-mtls needs DAPR_TRUST_ANCHORS, the PEM trust anchors of the certificate authority"))
+	} else if _, err := security.ParseTrustAnchors([]byte(anchors)); err != nil {
+		errs = append(errs, fmt.Errorf("DAPR_TRUST_ANCHORS: %w", err))
+	} else {
+		c.TrustAnchors = []byte(anchors)
+	}
+	return errs
 }
 
 func quantity(flag, s string) (int64, error) {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	daprv1alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v1alpha1"
+	"github.com/outrigger-dev/outrigger/internal/spiffe"
 	"github.com/outrigger-dev/outrigger/sidecar/api"
 	grpcapi "github.com/outrigger-dev/outrigger/sidecar/api/grpc"
 	"github.com/outrigger-dev/outrigger/sidecar/appchannel"
@@ -18,6 +19,7 @@ import (
 	"github.com/outrigger-dev/outrigger/sidecar/nameresolution/kubernetes"
 	"github.com/outrigger-dev/outrigger/sidecar/nameresolution/selfhosted"
 	"github.com/outrigger-dev/outrigger/sidecar/resources"
+	"github.com/outrigger-dev/outrigger/sidecar/security"
 )
 
 // invocation is what service invocation needs at run time: the block, its clients and
@@ -25,6 +27,8 @@ import (
 type invocation struct {
 	block    *invoke.Block
 	remote   grpcapi.InternalClient
+	mtls     *security.Provider // nil without --enable-mtls
+	sentry   *security.Sentry
 	appConn  *grpc.ClientConn
 	health   *appchannel.Health
 	registry string // the self-hosted registry directory; empty when not registered
@@ -33,6 +37,12 @@ type invocation struct {
 func (iv *invocation) close() {
 	if iv.remote != nil {
 		_ = iv.remote.Close()
+	}
+	if iv.mtls != nil {
+		iv.mtls.Close()
+	}
+	if iv.sentry != nil {
+		_ = iv.sentry.Close()
 	}
 	if iv.appConn != nil {
 		_ = iv.appConn.Close()
@@ -74,7 +84,7 @@ func (r *Runtime) loadConfiguration(set *resources.Set) (*daprv1alpha1.Configura
 }
 
 // setUpInvocation builds the app channel, the app health check and the invoke block.
-func (r *Runtime) setUpInvocation(set *resources.Set) (*invocation, error) {
+func (r *Runtime) setUpInvocation(ctx context.Context, set *resources.Set) (*invocation, error) {
 	conf, err := r.loadConfiguration(set)
 	if err != nil {
 		return nil, err
@@ -144,10 +154,51 @@ func (r *Runtime) setUpInvocation(set *resources.Set) (*invocation, error) {
 			return nil, err
 		}
 	}
-	iv.remote = grpcapi.NewInternalClient()
+	if r.cfg.EnableMTLS {
+		if err := r.setUpMTLS(ctx, iv, block.TrustDomain); err != nil {
+			iv.close()
+			return nil, err
+		}
+	}
+	iv.remote = grpcapi.NewInternalClient(iv.mtls)
 	block.Remote = iv.remote
 	iv.block = block
 	return iv, nil
+}
+
+// mtlsStartTimeout bounds the wait for the first certificate at start.
+const mtlsStartTimeout = 30 * time.Second
+
+// setUpMTLS gets this sidecar's certificate, for its identity in trustDomain (the
+// Configuration's; Dapr's default when empty), from the certificate authority.
+func (r *Runtime) setUpMTLS(ctx context.Context, iv *invocation, trustDomain string) error {
+	if trustDomain == "" {
+		trustDomain = spiffe.DefaultTrustDomain
+	}
+	if _, err := os.Stat(r.cfg.SentryTokenFile); err != nil {
+		return fmt.Errorf("--enable-mtls needs the token for the certificate authority at %s (DAPR_SENTRY_TOKEN_FILE names another file): %w", r.cfg.SentryTokenFile, err)
+	}
+	anchors, err := security.ParseTrustAnchors(r.cfg.TrustAnchors)
+	if err != nil {
+		return fmt.Errorf("DAPR_TRUST_ANCHORS: %w", err)
+	}
+	iv.sentry = &security.Sentry{Address: r.cfg.SentryAddress, Anchors: anchors, TokenFile: r.cfg.SentryTokenFile}
+	iv.mtls, err = security.New(security.Options{
+		ID:      spiffe.ID{TrustDomain: trustDomain, Namespace: r.cfg.Namespace, AppID: r.cfg.AppID},
+		Anchors: anchors,
+		Issuer:  iv.sentry,
+		Log:     r.log.WithName("security"),
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, mtlsStartTimeout)
+	defer cancel()
+	if err := iv.mtls.Start(ctx); err != nil {
+		iv.mtls = nil
+		return err
+	}
+	return nil
 }
 
 func (r *Runtime) defaultResolver() (nameresolution.Resolver, error) {

@@ -133,7 +133,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		r.closeComponents()
 		return err
 	}
-	iv, err := r.setUpInvocation(set)
+	iv, err := r.setUpInvocation(ctx, set)
 	if err != nil {
 		r.closeComponents()
 		return err
@@ -153,7 +153,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	httpSrv := &http.Server{Handler: httpapi.New(r, r.blocks, opts, apiLog), ReadHeaderTimeout: 10 * time.Second}
 	publicSrv := &http.Server{Handler: httpapi.ServePublic(r), ReadHeaderTimeout: 10 * time.Second}
 	grpcSrv := grpcapi.New(r, r.blocks, opts, apiLog)
-	internalSrv := grpcapi.NewInternalServer(iv.block, r.log.WithName("internal"))
+	internalSrv := grpcapi.NewInternalServer(iv.block, r.log.WithName("internal"), iv.mtls)
 
 	var servers []func(context.Context)
 	var serveErrs = make(chan error, 8)

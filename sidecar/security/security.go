@@ -138,7 +138,7 @@ func (p *Provider) Start(ctx context.Context) error {
 		return fmt.Errorf("mTLS: get the certificate of %s: %w", p.opts.ID, err)
 	}
 	leaf := p.cert.Load().Leaf
-	p.opts.Log.Info("mTLS enabled", "identity", p.opts.ID.String(), "serial", leaf.SerialNumber.String(), "validUntil", leaf.NotAfter)
+	p.opts.Log.Info("mTLS enabled, identity "+p.opts.ID.String(), "identity", p.opts.ID.String(), "serial", leaf.SerialNumber.String(), "validUntil", leaf.NotAfter)
 	rctx, cancel := context.WithCancel(context.Background())
 	p.stop = cancel
 	go p.renewLoop(rctx)
@@ -240,7 +240,7 @@ func (p *Provider) renewLoop(ctx context.Context) {
 		if err == nil {
 			backoff = 0
 			nl := p.cert.Load().Leaf
-			log.Info("mTLS certificate renewed", "identity", p.opts.ID.String(), "serial", nl.SerialNumber.String(), "validUntil", nl.NotAfter)
+			log.Info("mTLS certificate renewed, identity "+p.opts.ID.String(), "identity", p.opts.ID.String(), "serial", nl.SerialNumber.String(), "validUntil", nl.NotAfter)
 			continue
 		}
 		backoff = min(max(2*backoff, p.opts.MinBackoff), p.opts.MaxBackoff)

@@ -21,25 +21,12 @@ import (
 	"github.com/outrigger-dev/outrigger/sidecar/security/securitytest"
 )
 
-func id(app string) spiffe.ID { return spiffe.ID{TrustDomain: "public", Namespace: "default", AppID: app} }
+func id(app string) spiffe.ID {
+	return spiffe.ID{TrustDomain: "public", Namespace: "default", AppID: app}
+}
 
-// provider starts a Provider for app that gets its certificates from ca's service.
 func provider(t *testing.T, ca *securitytest.CA, app string) *security.Provider {
-	t.Helper()
-	sentry := &security.Sentry{Address: ca.Addr, Anchors: ca.Roots, TokenFile: ca.TokenFile}
-	t.Cleanup(func() { _ = sentry.Close() })
-	p, err := security.New(security.Options{ID: id(app), Anchors: ca.Roots, Issuer: sentry,
-		Log: testr.New(t), MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
+	return ca.Provider(t, id(app))
 }
 
 // peerRecorder is a health server that records the SPIFFE ID of each caller.

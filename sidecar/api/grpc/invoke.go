@@ -24,6 +24,7 @@ import (
 	"github.com/outrigger-dev/outrigger/sidecar/api/internal/proxy"
 	"github.com/outrigger-dev/outrigger/sidecar/apierrors"
 	"github.com/outrigger-dev/outrigger/sidecar/blocks/invoke"
+	"github.com/outrigger-dev/outrigger/sidecar/security"
 )
 
 // httpStatusHeader carries the app's HTTP status in InvokeService's response headers.
@@ -206,10 +207,22 @@ type InternalClient interface {
 }
 
 // NewInternalServer returns the internal gRPC server (port 50002) that other sidecars
-// call: sidecar/api/internal, which only code under sidecar/api may import.
-func NewInternalServer(block invoke.API, log logr.Logger) *grpc.Server {
-	return internalapi.NewServer(block, log)
+// call: sidecar/api/internal, which only code under sidecar/api may import. With mtls
+// (nil for none) it takes only mTLS callers, identified by their certificates.
+func NewInternalServer(block invoke.API, log logr.Logger, mtls *security.Provider) *grpc.Server {
+	return internalapi.NewServer(block, log, asMTLS(mtls))
 }
 
-// NewInternalClient returns the client of other sidecars' internal servers.
-func NewInternalClient() InternalClient { return internalapi.NewClient() }
+// NewInternalClient returns the client of other sidecars' internal servers; with mtls
+// (nil for none) it reaches them over mTLS.
+func NewInternalClient(mtls *security.Provider) InternalClient {
+	return internalapi.NewClient(asMTLS(mtls))
+}
+
+// asMTLS keeps a nil provider a nil interface.
+func asMTLS(p *security.Provider) internalapi.MTLS {
+	if p == nil {
+		return nil
+	}
+	return p
+}

@@ -9,15 +9,19 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/outrigger-dev/outrigger/internal/spiffe"
 	internalv1 "github.com/outrigger-dev/outrigger/sidecar/api/internal/v1"
 	"github.com/outrigger-dev/outrigger/sidecar/blocks/invoke"
 )
 
-// Client calls other sidecars' internal servers, keeping one connection per address.
+// Client calls other sidecars' internal servers, keeping one connection per address
+// (per address and expected identity with mTLS).
 type Client struct {
+	mtls   MTLS
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
 	closed bool
@@ -25,25 +29,44 @@ type Client struct {
 
 var _ invoke.Remote = (*Client)(nil)
 
-// NewClient returns a client without connections; they are made on first use.
-func NewClient() *Client { return &Client{conns: map[string]*grpc.ClientConn{}} }
+// NewClient returns a client without connections; they are made on first use. With
+// mtls (nil for none), each connection verifies that the sidecar at the other end is
+// the target app's.
+func NewClient(mtls MTLS) *Client { return &Client{mtls: mtls, conns: map[string]*grpc.ClientConn{}} }
 
-// Conn returns the connection to addr.
-func (c *Client) Conn(addr string) (grpc.ClientConnInterface, error) { return c.conn(addr) }
+// Conn returns the connection to the sidecar of appID in namespace at addr.
+func (c *Client) Conn(addr, appID, namespace string) (grpc.ClientConnInterface, error) {
+	return c.conn(addr, appID, namespace)
+}
 
-func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
+func (c *Client) conn(addr, appID, namespace string) (*grpc.ClientConn, error) {
+	key := addr
+	var expected spiffe.ID
+	if c.mtls != nil {
+		// The target is in this sidecar's trust domain, and in its namespace unless the
+		// call named one (app.namespace).
+		own := c.mtls.ID()
+		if namespace == "" {
+			namespace = own.Namespace
+		}
+		expected = spiffe.ID{TrustDomain: own.TrustDomain, Namespace: namespace, AppID: appID}
+		key = addr + " " + expected.String()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, errors.New("the internal client is closed")
 	}
-	if conn, ok := c.conns[addr]; ok {
+	if conn, ok := c.conns[key]; ok {
 		return conn, nil
 	}
-	// mTLS between sidecars is not built yet: the internal port is trusted like
-	// Dapr's without mTLS.
+	// Without mTLS the internal port is trusted, like Dapr's without mTLS.
+	creds := insecure.NewCredentials()
+	if c.mtls != nil {
+		creds = credentials.NewTLS(c.mtls.ClientTLS(expected))
+	}
 	conn, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithInitialWindowSize(streamWindow),
 		grpc.WithInitialConnWindowSize(connWindow),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, PermitWithoutStream: true}),
@@ -51,7 +74,7 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to the sidecar at %s: %w", addr, err)
 	}
-	c.conns[addr] = conn
+	c.conns[key] = conn
 	return conn, nil
 }
 
@@ -61,9 +84,9 @@ func (c *Client) Close() error {
 	defer c.mu.Unlock()
 	c.closed = true
 	var errs []error
-	for addr, conn := range c.conns {
+	for key, conn := range c.conns {
 		errs = append(errs, conn.Close())
-		delete(c.conns, addr)
+		delete(c.conns, key)
 	}
 	return errors.Join(errs...)
 }
@@ -71,7 +94,7 @@ func (c *Client) Close() error {
 // Call sends call to the sidecar at addr. The request body streams from a goroutine
 // while the response is read; the returned body must be closed, which ends the call.
 func (c *Client) Call(ctx context.Context, addr string, call *invoke.Call) (*invoke.Response, error) {
-	conn, err := c.conn(addr)
+	conn, err := c.conn(addr, call.TargetAppID, call.TargetNamespace)
 	if err != nil {
 		return nil, err
 	}

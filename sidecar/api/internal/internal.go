@@ -6,6 +6,8 @@
 package internal
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/outrigger-dev/outrigger/internal/spiffe"
 	internalv1 "github.com/outrigger-dev/outrigger/sidecar/api/internal/v1"
 	"github.com/outrigger-dev/outrigger/sidecar/apierrors"
 	"github.com/outrigger-dev/outrigger/sidecar/appchannel"
@@ -35,6 +38,15 @@ const (
 	streamWindow = 256 << 10
 	connWindow   = 4 << 20
 )
+
+// MTLS secures the internal channel (sidecar/security's Provider): this sidecar's
+// identity, the TLS of both ends, and the identity a caller's certificate proves.
+type MTLS interface {
+	ID() spiffe.ID
+	ServerTLS() *tls.Config
+	ClientTLS(expected spiffe.ID) *tls.Config
+	PeerID(ctx context.Context) (spiffe.ID, error)
+}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return &b }}
 

@@ -62,7 +62,7 @@ func serve(t *testing.T, srv *grpc.Server) (string, *Client, context.Context) {
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
-	client := NewClient()
+	client := NewClient(nil)
 	t.Cleanup(func() { _ = client.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
@@ -71,7 +71,7 @@ func serve(t *testing.T, srv *grpc.Server) (string, *Client, context.Context) {
 
 func TestCallStreamsBothWays(t *testing.T) {
 	block := &echoBlock{got: make(chan *invoke.Call, 4)}
-	addr, client, ctx := serve(t, NewServer(block, logr.Discard()))
+	addr, client, ctx := serve(t, NewServer(block, logr.Discard(), nil))
 
 	for _, tc := range []struct {
 		name   string

@@ -1,6 +1,7 @@
 package internal
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,22 +10,33 @@ import (
 	"github.com/go-logr/logr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/outrigger-dev/outrigger/sidecar/api/internal/proxy"
 	internalv1 "github.com/outrigger-dev/outrigger/sidecar/api/internal/v1"
+	"github.com/outrigger-dev/outrigger/sidecar/apierrors"
 	"github.com/outrigger-dev/outrigger/sidecar/blocks/invoke"
 )
 
 // NewServer returns the internal gRPC server: the Invocation service, and gRPC
-// proxying of any other service to the local app.
-func NewServer(block invoke.API, log logr.Logger) *grpc.Server {
-	opts := append(keepaliveServerOptions(),
+// proxying of any other service to the local app. With mtls (nil for none) it takes
+// only callers with a certificate under the trust anchors, and their identity from it.
+func NewServer(block invoke.API, log logr.Logger, mtls MTLS) *grpc.Server {
+	s := &server{block: block, log: log, mtls: mtls}
+	director := block.ProxyInbound
+	opts := keepaliveServerOptions()
+	if mtls != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(mtls.ServerTLS())))
+		director = s.provenProxyInbound
+	}
+	opts = append(opts,
 		grpc.ForceServerCodecV2(proxy.Codec()),
-		grpc.UnknownServiceHandler(proxy.Handler(block.ProxyInbound, toStatus)),
+		grpc.UnknownServiceHandler(proxy.Handler(director, toStatus)),
 	)
 	srv := grpc.NewServer(opts...)
-	internalv1.RegisterInvocationServer(srv, &server{block: block, log: log})
+	internalv1.RegisterInvocationServer(srv, s)
 	return srv
 }
 
@@ -32,6 +44,46 @@ type server struct {
 	internalv1.UnimplementedInvocationServer
 	block invoke.API
 	log   logr.Logger
+	mtls  MTLS
+}
+
+// provenCaller is the caller that the peer's certificate proves. A calling sidecar
+// states its app's identity too; one that states another identity than its
+// certificate's is refused rather than corrected, since only a sidecar that is not
+// Outrigger's or Dapr's (or a forged one) would.
+func (s *server) provenCaller(ctx context.Context, claimed invoke.Caller) (invoke.Caller, error) {
+	id, err := s.mtls.PeerID(ctx)
+	if err != nil {
+		return invoke.Caller{}, status.Error(codes.Unauthenticated, err.Error())
+	}
+	if (claimed.AppID != "" && claimed.AppID != id.AppID) || (claimed.Namespace != "" && claimed.Namespace != id.Namespace) ||
+		(claimed.TrustDomain != "" && claimed.TrustDomain != id.TrustDomain) {
+		return invoke.Caller{}, apierrors.New(apierrors.InvokePermissionDenied,
+			"the caller's certificate names %s, but the call claims app %q in namespace %q of trust domain %q",
+			id, claimed.AppID, claimed.Namespace, claimed.TrustDomain)
+	}
+	return invoke.Caller{AppID: id.AppID, Namespace: id.Namespace, TrustDomain: id.TrustDomain}, nil
+}
+
+// provenProxyInbound is the block's ProxyInbound with the caller's identity in md
+// checked against, and replaced by, the certificate's.
+func (s *server) provenProxyInbound(ctx context.Context, fullMethod string, md metadata.MD) (grpc.ClientConnInterface, metadata.MD, error) {
+	first := func(k string) string {
+		if v := md.Get(k); len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	caller, err := s.provenCaller(ctx, invoke.Caller{AppID: first(invoke.HeaderCallerAppID),
+		Namespace: first(invoke.HeaderCallerNamespace), TrustDomain: first(invoke.HeaderCallerTrustDomain)})
+	if err != nil {
+		return nil, nil, err
+	}
+	md = md.Copy()
+	md.Set(invoke.HeaderCallerAppID, caller.AppID)
+	md.Set(invoke.HeaderCallerNamespace, caller.Namespace)
+	md.Set(invoke.HeaderCallerTrustDomain, caller.TrustDomain)
+	return s.block.ProxyInbound(ctx, fullMethod, md)
 }
 
 func (s *server) Call(stream grpc.BidiStreamingServer[internalv1.CallRequest, internalv1.CallResponse]) error {
@@ -49,8 +101,14 @@ func (s *server) Call(stream grpc.BidiStreamingServer[internalv1.CallRequest, in
 		// A body of unknown length may end with trailers it did not announce.
 		trailer = http.Header{}
 	}
+	caller := invoke.Caller{AppID: h.GetCallerAppId(), Namespace: h.GetCallerNamespace(), TrustDomain: h.GetCallerTrustDomain()}
+	if s.mtls != nil {
+		if caller, err = s.provenCaller(stream.Context(), caller); err != nil {
+			return toStatus(err)
+		}
+	}
 	call := &invoke.Call{
-		Caller:          invoke.Caller{AppID: h.GetCallerAppId(), Namespace: h.GetCallerNamespace(), TrustDomain: h.GetCallerTrustDomain()},
+		Caller:          caller,
 		TargetAppID:     h.GetTargetAppId(),
 		TargetNamespace: h.GetTargetNamespace(),
 		Verb:            h.GetMethod(),

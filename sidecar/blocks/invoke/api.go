@@ -94,8 +94,9 @@ type Remote interface {
 	// Call sends call to the sidecar at addr and returns once the response header
 	// arrives. A refusal by the remote sidecar is a gRPC status error.
 	Call(ctx context.Context, addr string, call *Call) (*Response, error)
-	// Conn is a connection to the sidecar at addr, for proxied gRPC calls.
-	Conn(addr string) (grpc.ClientConnInterface, error)
+	// Conn is a connection to the sidecar at addr, which serves appID in namespace, for
+	// proxied gRPC calls. (With mTLS the connection verifies that it is that app's.)
+	Conn(addr, appID, namespace string) (grpc.ClientConnInterface, error)
 }
 
 // AppChannel reaches an HTTP app or service.

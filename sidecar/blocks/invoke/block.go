@@ -466,7 +466,7 @@ func (b *Block) ProxyOutbound(ctx context.Context, fullMethod string, md metadat
 	if err != nil {
 		return nil, nil, invokeError(target, err)
 	}
-	conn, err := b.Remote.Conn(addr)
+	conn, err := b.Remote.Conn(addr, appID, ns)
 	if err != nil {
 		return nil, nil, invokeError(target, err)
 	}

@@ -33,7 +33,7 @@ func (f *fakeRemote) Call(_ context.Context, addr string, call *Call) (*Response
 	return &Response{Status: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("ok")), ContentLength: 2}, nil
 }
 
-func (f *fakeRemote) Conn(string) (grpc.ClientConnInterface, error) {
+func (f *fakeRemote) Conn(string, string, string) (grpc.ClientConnInterface, error) {
 	return nil, errors.New("no conn")
 }
 

@@ -43,7 +43,7 @@ func (r *readingRemote) Call(_ context.Context, _ string, call *Call) (*Response
 	return nil, errPartial
 }
 
-func (r *readingRemote) Conn(string) (grpc.ClientConnInterface, error) {
+func (r *readingRemote) Conn(string, string, string) (grpc.ClientConnInterface, error) {
 	return nil, errors.New("no conn")
 }
 

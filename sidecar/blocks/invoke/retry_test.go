@@ -68,7 +68,7 @@ func (s *scriptedRemote) Call(_ context.Context, _ string, call *Call) (*Respons
 	return &Response{Status: a.status, Header: http.Header{}, Body: body, ContentLength: int64(len(a.body))}, nil
 }
 
-func (s *scriptedRemote) Conn(string) (grpc.ClientConnInterface, error) {
+func (s *scriptedRemote) Conn(string, string, string) (grpc.ClientConnInterface, error) {
 	return nil, errors.New("no conn")
 }
 

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	sentryv1 "github.com/dapr/dapr/pkg/proto/sentry/v1"
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/testr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -32,6 +34,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outrigger-dev/outrigger/internal/spiffe"
+	"github.com/outrigger-dev/outrigger/sidecar/security"
 )
 
 // CA is a running test certificate authority.
@@ -208,4 +211,29 @@ func create(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, 
 
 func pemCert(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+// Provider starts a security.Provider for id that gets its certificates from the CA's
+// service through the real Sentry client, retrying failed renewals quickly; it stops
+// when t ends.
+func (ca *CA) Provider(t testing.TB, id spiffe.ID) *security.Provider {
+	t.Helper()
+	sentry := &security.Sentry{Address: ca.Addr, Anchors: ca.Roots, TokenFile: ca.TokenFile}
+	t.Cleanup(func() { _ = sentry.Close() })
+	log := logr.Discard()
+	if tt, ok := t.(*testing.T); ok {
+		log = testr.New(tt)
+	}
+	p, err := security.New(security.Options{ID: id, Anchors: ca.Roots, Issuer: sentry, Log: log,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }
