@@ -131,11 +131,24 @@ func New(opts Options) (*Provider, error) {
 // ID is this sidecar's identity.
 func (p *Provider) ID() spiffe.ID { return p.opts.ID }
 
-// Start gets the first certificate (an error if ctx ends before one is issued), then
-// renews it in the background until Close.
+// Start gets the first certificate, retrying with back-off (the certificate authority
+// may be starting too) until one is issued or ctx ends, then renews it in the
+// background until Close.
 func (p *Provider) Start(ctx context.Context) error {
-	if err := p.renew(ctx); err != nil {
-		return fmt.Errorf("mTLS: get the certificate of %s: %w", p.opts.ID, err)
+	for backoff := time.Duration(0); ; {
+		err := p.renew(ctx)
+		if err == nil {
+			break
+		}
+		backoff = min(max(2*backoff, p.opts.MinBackoff), p.opts.MaxBackoff)
+		p.opts.Log.Error(err, "Could not get the mTLS certificate; retrying", "identity", p.opts.ID.String(), "retryIn", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("mTLS: get the certificate of %s: %w", p.opts.ID, err)
+		case <-t.C:
+		}
 	}
 	leaf := p.cert.Load().Leaf
 	p.opts.Log.Info("mTLS enabled, identity "+p.opts.ID.String(), "identity", p.opts.ID.String(), "serial", leaf.SerialNumber.String(), "validUntil", leaf.NotAfter)

@@ -174,6 +174,28 @@ func TestRenewal(t *testing.T) {
 	}
 }
 
+// A certificate authority that fails at first (it may be starting) is retried until
+// it issues.
+func TestStartRetries(t *testing.T) {
+	ca := securitytest.New(t, time.Hour)
+	ca.FailNext.Store(2)
+	p, err := security.New(security.Options{ID: id("a"), Anchors: ca.Roots, Log: testr.New(t), MinBackoff: 10 * time.Millisecond,
+		Issuer: &security.Sentry{Address: ca.Addr, Anchors: ca.Roots, TokenFile: ca.TokenFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatalf("Start after two failures: %v", err)
+	}
+	defer p.Close()
+	if ca.FailNext.Load() != 0 || p.Certificate() == nil {
+		t.Errorf("failures left %d, certificate %v", ca.FailNext.Load(), p.Certificate() != nil)
+	}
+}
+
+// Start gives up, with the cause, when its context ends before a certificate.
 func TestStartErrors(t *testing.T) {
 	ca := securitytest.New(t, time.Hour)
 	bad := filepath.Join(t.TempDir(), "token")
@@ -187,7 +209,7 @@ func TestStartErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			if err := p.Start(ctx); err == nil {
 				p.Close()
@@ -199,7 +221,7 @@ func TestStartErrors(t *testing.T) {
 	rogue := securitytest.New(t, time.Hour)
 	p, _ := security.New(security.Options{ID: id("a"), Anchors: ca.Roots, Log: testr.New(t),
 		Issuer: &security.Sentry{Address: rogue.Addr, Anchors: ca.Roots, TokenFile: rogue.TokenFile}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := p.Start(ctx); err == nil {
 		p.Close()
