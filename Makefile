@@ -36,7 +36,7 @@ help: ## Show this help.
 
 .PHONY: manifests
 manifests: ## Generate CRDs, RBAC and webhook configurations from the markers.
-	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./apis/..." paths="./controllers/..." paths="./webhooks/..." \
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./apis/..." paths="./controllers/..." paths="./webhooks/..." paths="./sentry/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
 
 .PHONY: generate

@@ -49,6 +49,8 @@ const (
 	validatingConfig   = "outrigger-validating-webhook-configuration"
 	mutatingConfig     = "outrigger-mutating-webhook-configuration"
 	webhookSecret      = "outrigger-webhook-server-cert"
+	// Dapr's name, which sidecars dial: kept free of the prefix (sentry.ServiceName).
+	sentryService      = "dapr-sentry"
 	subscriptionsCRD   = "subscriptions.dapr.io"
 	certDir            = "/tmp/k8s-webhook-server/serving-certs"
 	imagePlaceholder   = "controller:latest" // `make deploy` replaces it with IMG
@@ -97,6 +99,10 @@ func TestKustomizeDefault(t *testing.T) {
 
 	checkServices(t, objs, dep)
 	checkRBAC(t, objs, dep)
+	sentrySvc := find[corev1.Service](t, objs, "Service", namespace, sentryService)
+	if p := sentrySvc.Spec.Ports; len(p) != 1 || p[0].Port != 443 || p[0].TargetPort.IntValue() != 50001 {
+		t.Errorf("Service %s ports = %+v, want 443 -> 50001", sentryService, p)
+	}
 
 	vwc := find[admissionregistrationv1.ValidatingWebhookConfiguration](t, objs, "ValidatingWebhookConfiguration", "", validatingConfig)
 	if len(vwc.Webhooks) == 0 {
@@ -727,7 +733,8 @@ func checkNamespaced(t *testing.T, objs []*unstructured.Unstructured) {
 		if o.GetNamespace() != want {
 			t.Errorf("%s %s is in namespace %q, want %q", o.GetKind(), o.GetName(), o.GetNamespace(), want)
 		}
-		if !strings.HasPrefix(o.GetName(), "outrigger-") && !strings.HasSuffix(o.GetName(), ".dapr.io") {
+		if !strings.HasPrefix(o.GetName(), "outrigger-") && !strings.HasSuffix(o.GetName(), ".dapr.io") &&
+			(o.GetKind() != "Service" || o.GetName() != sentryService) {
 			t.Errorf("%s %s lacks the outrigger- prefix", o.GetKind(), o.GetName())
 		}
 	}

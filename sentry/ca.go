@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"time"
 
+	certutil "k8s.io/client-go/util/cert"
+
 	"github.com/outrigger-dev/outrigger/internal/spiffe"
 )
 
@@ -239,27 +241,9 @@ func EncodeChain(chain []*x509.Certificate) []byte {
 	return out
 }
 
+// parseCerts reads every CERTIFICATE block; ca.crt may hold several roots.
 func parseCerts(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM certificate")
-	}
-	return out, nil
+	return certutil.ParseCertsPEM(data)
 }
 
 // parseKey reads PKCS#8, SEC 1 (EC) or PKCS#1 (RSA), the forms Dapr's tools write.

@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	certutil "k8s.io/client-go/util/cert"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	daprv1alpha1 "github.com/outrigger-dev/outrigger/apis/dapr/v1alpha1"
@@ -197,17 +198,9 @@ func TestSignCertificateKubernetes(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var chain []*x509.Certificate
-				for rest := resp.GetWorkloadCertificate(); ; {
-					var b *pem.Block
-					if b, rest = pem.Decode(rest); b == nil {
-						break
-					}
-					c, err := x509.ParseCertificate(b.Bytes)
-					if err != nil {
-						t.Fatal(err)
-					}
-					chain = append(chain, c)
+				chain, err := certutil.ParseCertsPEM(resp.GetWorkloadCertificate())
+				if err != nil {
+					t.Fatal(err)
 				}
 				if len(chain) != 2 {
 					t.Fatalf("chain of %d certificates, want leaf and issuer", len(chain))

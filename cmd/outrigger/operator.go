@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,6 +25,7 @@ import (
 	"github.com/outrigger-dev/outrigger/controllers"
 	"github.com/outrigger-dev/outrigger/internal/scheme"
 	"github.com/outrigger-dev/outrigger/internal/version"
+	"github.com/outrigger-dev/outrigger/sentry"
 	"github.com/outrigger-dev/outrigger/sidecar/components/builtin"
 	"github.com/outrigger-dev/outrigger/webhooks/certs"
 	"github.com/outrigger-dev/outrigger/webhooks/injector"
@@ -52,6 +54,8 @@ type operatorOptions struct {
 	mutatingWebhookName   string
 	validatingWebhookName string
 	certCheckInterval     time.Duration
+	enableMTLS            bool
+	sentryPort            int
 	injector              injectorOptions
 }
 
@@ -112,6 +116,8 @@ func newOperatorCommand() *cobra.Command {
 	f.StringVar(&o.validatingWebhookName, "validating-webhook-configuration", "outrigger-validating-webhook-configuration", "ValidatingWebhookConfiguration whose caBundle the self-issued CA keeps")
 	o.injector.bindFlags(f)
 	f.DurationVar(&o.certCheckInterval, "cert-check-interval", time.Hour, "how often the self-issued certificate is checked for renewal")
+	f.BoolVar(&o.enableMTLS, "enable-mtls", false, "run the certificate authority (Dapr's Sentry) that signs the sidecars' mTLS certificates; keeps the trust bundle in Secret and ConfigMap "+sentry.TrustBundleName)
+	f.IntVar(&o.sentryPort, "sentry-port", sentry.DefaultPort, "port of the certificate authority (Service "+sentry.ServiceName+" maps 443 to it)")
 	gofs := flag.NewFlagSet("zap", flag.ExitOnError)
 	zapOpts.BindFlags(gofs)
 	f.AddGoFlagSet(gofs)
@@ -197,12 +203,48 @@ func startManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Sch
 			return err
 		}
 	}
+	if o.enableMTLS {
+		ca, err := sentryServer(restCfg, mgr, o)
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(ca); err != nil {
+			return err
+		}
+	}
 	if err := setupOperator(mgr, o.injector.handler(o.namespace)); err != nil {
 		return err
 	}
 	ctrl.Log.WithName("setup").Info("Starting operator", "version", version.Get().Version,
-		"certProvider", o.certProvider, "leaderElect", o.leaderElect)
+		"certProvider", o.certProvider, "leaderElect", o.leaderElect, "mtls", o.enableMTLS)
 	return mgr.Start(ctx)
+}
+
+// sentryServer is the certificate authority; it runs on every replica.
+func sentryServer(restCfg *rest.Config, mgr ctrl.Manager, o operatorOptions) (*sentry.Server, error) {
+	if o.namespace == "" {
+		return nil, errors.New("--enable-mtls needs --namespace or $POD_NAMESPACE to keep its trust bundle")
+	}
+	// The bundle is read and written before the manager's cache runs.
+	direct, err := client.New(restCfg, client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return nil, fmt.Errorf("create API client: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("create API clientset: %w", err)
+	}
+	return &sentry.Server{
+		Bundle: &sentry.BundleStore{Client: direct, Namespace: o.namespace},
+		Validator: &sentry.Kubernetes{
+			TokenReviews: cs.AuthenticationV1(),
+			// Uncached: a pod recreated under the same name must be seen at once.
+			Reader: mgr.GetAPIReader(),
+			Audiences: []string{sentry.LegacyAudience,
+				sentry.SentryAudience(sentry.DefaultControlPlaneTrustDomain, o.namespace)},
+		},
+		Port: o.sentryPort,
+	}, nil
 }
 
 // setupOperator registers everything the operator serves on a manager; `operator` and
