@@ -212,7 +212,17 @@ func startManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Sch
 			return err
 		}
 	}
-	if err := setupOperator(mgr, o.injector.handler(o.namespace)); err != nil {
+	inj := o.injector.handler(o.namespace)
+	if o.enableMTLS {
+		// Every injected sidecar gets its certificate from the authority; the anchors
+		// are read uncached, for each pod, as the authority publishes them.
+		inj.MTLS = &injector.MTLSSource{
+			SentryAddress:         sentry.ServiceName + "." + o.namespace + ".svc:443",
+			ControlPlaneNamespace: o.namespace,
+			TrustAnchors:          injector.TrustAnchorsFromConfigMap(mgr.GetAPIReader(), o.namespace, sentry.TrustBundleName),
+		}
+	}
+	if err := setupOperator(mgr, inj); err != nil {
 		return err
 	}
 	ctrl.Log.WithName("setup").Info("Starting operator", "version", version.Get().Version,

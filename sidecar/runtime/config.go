@@ -71,6 +71,11 @@ type Config struct {
 	SentryAddress   string
 	TrustAnchors    []byte
 	SentryTokenFile string
+	// ControlPlaneNamespace and ControlPlaneTrustDomain (DAPR_CONTROLPLANE_NAMESPACE,
+	// DAPR_CONTROLPLANE_TRUST_DOMAIN) name the certificate authority's SPIFFE ID;
+	// without a namespace its certificate is checked by the host of SentryAddress.
+	ControlPlaneNamespace   string
+	ControlPlaneTrustDomain string
 
 	APIToken    string
 	AppAPIToken string
@@ -203,6 +208,8 @@ func (v *flagValues) Finish(getenv func(string) string) (Config, error) {
 	if c.Namespace == "" {
 		c.Namespace = "default"
 	}
+	c.ControlPlaneNamespace = getenv("DAPR_CONTROLPLANE_NAMESPACE")
+	c.ControlPlaneTrustDomain = getenv("DAPR_CONTROLPLANE_TRUST_DOMAIN")
 	c.SentryTokenFile = getenv("DAPR_SENTRY_TOKEN_FILE")
 	if c.SentryTokenFile == "" {
 		c.SentryTokenFile = security.DefaultTokenFile

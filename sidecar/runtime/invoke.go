@@ -182,7 +182,8 @@ func (r *Runtime) setUpMTLS(ctx context.Context, iv *invocation, trustDomain str
 	if err != nil {
 		return fmt.Errorf("DAPR_TRUST_ANCHORS: %w", err)
 	}
-	iv.sentry = &security.Sentry{Address: r.cfg.SentryAddress, Anchors: anchors, TokenFile: r.cfg.SentryTokenFile}
+	iv.sentry = &security.Sentry{Address: r.cfg.SentryAddress, Anchors: anchors, TokenFile: r.cfg.SentryTokenFile,
+		ControlPlaneNamespace: r.cfg.ControlPlaneNamespace, ControlPlaneTrustDomain: r.cfg.ControlPlaneTrustDomain}
 	iv.mtls, err = security.New(security.Options{
 		ID:      spiffe.ID{TrustDomain: trustDomain, Namespace: r.cfg.Namespace, AppID: r.cfg.AppID},
 		Anchors: anchors,

@@ -23,11 +23,17 @@ const DefaultTokenFile = "/var/run/secrets/dapr.io/sentrytoken/token"
 
 // Sentry is the Issuer that asks the certificate authority's CA service (Dapr's
 // sentry v1 API) at Address. Its serving certificate must be issued under the trust
-// anchors for the host of Address.
+// anchors, for the SPIFFE ID of the control plane's Sentry when ControlPlaneNamespace
+// is known (as daprd checks it), or else for the host of Address.
 type Sentry struct {
 	Address   string
 	Anchors   *x509.CertPool
 	TokenFile string
+	// ControlPlaneNamespace and ControlPlaneTrustDomain (DAPR_CONTROLPLANE_NAMESPACE,
+	// DAPR_CONTROLPLANE_TRUST_DOMAIN, default DefaultControlPlaneTrustDomain) name
+	// the Sentry: spiffe://<trust domain>/ns/<namespace>/dapr-sentry.
+	ControlPlaneNamespace   string
+	ControlPlaneTrustDomain string
 
 	mu   sync.Mutex
 	conn *grpc.ClientConn
@@ -43,14 +49,54 @@ func (s *Sentry) client() (sentryv1.CAClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--sentry-address %q: %w", s.Address, err)
 		}
-		creds := credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: s.Anchors, ServerName: host})
-		conn, err := grpc.NewClient(s.Address, grpc.WithTransportCredentials(creds))
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: s.Anchors, ServerName: host}
+		if s.ControlPlaneNamespace != "" {
+			cfg = s.bySPIFFEID()
+		}
+		conn, err := grpc.NewClient(s.Address, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 		if err != nil {
 			return nil, fmt.Errorf("connect to the certificate authority at %s: %w", s.Address, err)
 		}
 		s.conn = conn
 	}
 	return sentryv1.NewCAClient(s.conn), nil
+}
+
+// DefaultControlPlaneTrustDomain is Dapr's trust domain of the control plane.
+const DefaultControlPlaneTrustDomain = "cluster.local"
+
+// bySPIFFEID verifies the Sentry's chain against the anchors and its identity by the
+// URI SAN, whatever host name Address uses.
+func (s *Sentry) bySPIFFEID() *tls.Config {
+	td := s.ControlPlaneTrustDomain
+	if td == "" {
+		td = DefaultControlPlaneTrustDomain
+	}
+	want := spiffe.ID{TrustDomain: td, Namespace: s.ControlPlaneNamespace, AppID: "dapr-sentry"}.String()
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// The chain and the identity are checked below: no host name to match.
+		InsecureSkipVerify: true, //nolint:gosec // VerifyConnection verifies
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the certificate authority presented no certificate")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			leaf := cs.PeerCertificates[0]
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: s.Anchors, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+				return fmt.Errorf("the certificate authority's certificate: %w", err)
+			}
+			for _, u := range leaf.URIs {
+				if u.String() == want {
+					return nil
+				}
+			}
+			return fmt.Errorf("the certificate authority's certificate does not name %s", want)
+		},
+	}
 }
 
 // Issue sends the CSR with the token read afresh (the kubelet rotates it).

@@ -133,6 +133,9 @@ type MTLS struct {
 	SentryAddress string
 	// TrustAnchors are the PEM root certificates the sidecar trusts.
 	TrustAnchors string
+	// ControlPlaneNamespace is the operator's namespace, where the sidecar expects the
+	// authority's identity spiffe://cluster.local/ns/<namespace>/dapr-sentry.
+	ControlPlaneNamespace string
 }
 
 // Defaults are the operator's settings that annotations may override.

@@ -58,6 +58,8 @@ type Handler struct {
 type MTLSSource struct {
 	// SentryAddress is host:port of the certificate authority's Service.
 	SentryAddress string
+	// ControlPlaneNamespace is the operator's namespace.
+	ControlPlaneNamespace string
 	// TrustAnchors returns the PEM roots sidecars trust; they change when the root
 	// is rotated, so they are read for each pod.
 	TrustAnchors func(ctx context.Context) (string, error)
@@ -122,7 +124,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 			// Retried by the pod's controller; a sidecar without anchors could not start.
 			return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("dapr.io sidecar injection: mTLS is on but %w", err))
 		}
-		cfg.MTLS = &MTLS{SentryAddress: h.MTLS.SentryAddress, TrustAnchors: anchors}
+		cfg.MTLS = &MTLS{SentryAddress: h.MTLS.SentryAddress, TrustAnchors: anchors, ControlPlaneNamespace: h.MTLS.ControlPlaneNamespace}
 	}
 	patch, err := BuildPatch(pod, cfg, h.Patch)
 	if err != nil {

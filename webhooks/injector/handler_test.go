@@ -24,8 +24,8 @@ func TestHandleMTLS(t *testing.T) {
 	handler := func(objs ...runtime.Object) *Handler {
 		c := fake.NewClientBuilder().WithScheme(scheme).WithRuntimeObjects(objs...).Build()
 		return &Handler{Decoder: admission.NewDecoder(scheme), Defaults: testDefaults, MTLS: &MTLSSource{
-			SentryAddress: "dapr-sentry.outrigger-system.svc:443",
-			TrustAnchors:  TrustAnchorsFromConfigMap(c, "outrigger-system", "dapr-trust-bundle"),
+			SentryAddress: "dapr-sentry.outrigger-system.svc:443", ControlPlaneNamespace: "outrigger-system",
+			TrustAnchors: TrustAnchorsFromConfigMap(c, "outrigger-system", "dapr-trust-bundle"),
 		}}
 	}
 
@@ -48,7 +48,7 @@ func TestHandleMTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{EnvTrustAnchors, "--enable-mtls", "dapr-sentry.outrigger-system.svc:443", SentryTokenAudience} {
+	for _, want := range []string{EnvTrustAnchors, EnvControlPlaneNamespace, "--enable-mtls", "dapr-sentry.outrigger-system.svc:443", SentryTokenAudience} {
 		if !strings.Contains(string(patched), want) {
 			t.Errorf("the patch lacks %q: %s", want, patched)
 		}

@@ -50,11 +50,12 @@ const (
 
 	// With mTLS, the sidecar proves its pod to the certificate authority with a
 	// service-account token bound to the pod, projected where daprd reads it.
-	EnvTrustAnchors       = "DAPR_TRUST_ANCHORS"
-	SentryTokenVolumeName = "dapr-identity-token"
-	SentryTokenMountPath  = "/var/run/secrets/dapr.io/sentrytoken"
-	SentryTokenAudience   = "dapr.io/sentry"
-	SentryTokenExpiration = int64(7200)
+	EnvTrustAnchors          = "DAPR_TRUST_ANCHORS"
+	EnvControlPlaneNamespace = "DAPR_CONTROLPLANE_NAMESPACE"
+	SentryTokenVolumeName    = "dapr-identity-token"
+	SentryTokenMountPath     = "/var/run/secrets/dapr.io/sentrytoken"
+	SentryTokenAudience      = "dapr.io/sentry"
+	SentryTokenExpiration    = int64(7200)
 )
 
 // PatchOptions are the operator's settings that shape the container but that no
@@ -421,6 +422,9 @@ func sidecarEnv(cfg *SidecarConfig) []corev1.EnvVar {
 	}
 	if cfg.MTLS != nil {
 		env = append(env, corev1.EnvVar{Name: EnvTrustAnchors, Value: cfg.MTLS.TrustAnchors})
+		if cfg.MTLS.ControlPlaneNamespace != "" {
+			env = append(env, corev1.EnvVar{Name: EnvControlPlaneNamespace, Value: cfg.MTLS.ControlPlaneNamespace})
+		}
 	}
 	return env
 }

@@ -710,7 +710,8 @@ func TestBuildPatchSerialises(t *testing.T) {
 // With the operator's certificate authority on, the sidecar gets the flags, the trust
 // anchors and a pod-bound token for the authority, and the pod records its app id.
 func TestBuildPatchMTLS(t *testing.T) {
-	mtls := &MTLS{SentryAddress: "dapr-sentry.outrigger-system.svc:443", TrustAnchors: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"}
+	mtls := &MTLS{SentryAddress: "dapr-sentry.outrigger-system.svc:443", TrustAnchors: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
+		ControlPlaneNamespace: "outrigger-system"}
 	for _, tt := range []struct {
 		name string
 		pod  *corev1.Pod
@@ -743,6 +744,9 @@ func TestBuildPatchMTLS(t *testing.T) {
 			}
 			if e, ok := envValue(c.Env, EnvTrustAnchors); !ok || e.Value != mtls.TrustAnchors {
 				t.Errorf("%s is %+v", EnvTrustAnchors, e)
+			}
+			if e, ok := envValue(c.Env, EnvControlPlaneNamespace); !ok || e.Value != "outrigger-system" {
+				t.Errorf("%s is %+v", EnvControlPlaneNamespace, e)
 			}
 			if !hasVolumeMount(c.VolumeMounts, corev1.VolumeMount{Name: SentryTokenVolumeName, MountPath: SentryTokenMountPath, ReadOnly: true}) {
 				t.Errorf("daprd mounts %+v", c.VolumeMounts)
