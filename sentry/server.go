@@ -197,6 +197,11 @@ func (s *Server) sign(ctx context.Context, req *sentryv1pb.SignCertificateReques
 		}
 		return nil, status.Error(codes.PermissionDenied, err.Error())
 	}
+	// The authority's own name is never a workload's: a pod in the operator's namespace
+	// that called itself dapr-sentry could otherwise stand in for the authority.
+	if id.AppID == ServiceName && id.Namespace == s.Bundle.Namespace {
+		return nil, status.Errorf(codes.PermissionDenied, "%s/%s is the certificate authority's own name, never a workload's", id.Namespace, id.AppID)
+	}
 	ca := s.ca.Load()
 	if ca == nil {
 		return nil, status.Error(codes.Unavailable, "the trust bundle is not loaded yet")
