@@ -236,17 +236,11 @@ func equalSums(a, b hash.Hash) bool { return string(a.Sum(nil)) == string(b.Sum(
 
 // rssBytes reads a process's resident set size from /proc.
 func rssBytes(pid int) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	status, err := testproc.ProcStatus(pid)
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb * 1024, err
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+	return status["VmRSS"] << 10, nil
 }
 
 // A gRPC app (--app-protocol grpc) is invoked by method name through
