@@ -34,6 +34,7 @@ import (
 	helloworld "github.com/outrigger-dev/outrigger/examples/hello-world"
 	"github.com/outrigger-dev/outrigger/internal/kubelet"
 	"github.com/outrigger-dev/outrigger/internal/localcp"
+	"github.com/outrigger-dev/outrigger/sentry"
 )
 
 // The seed's sample images, which the demo's kubelet runs as the local sample apps.
@@ -58,6 +59,8 @@ type demoOptions struct {
 	port       int
 	dir        string
 	stateStore string
+	// sentryPort is where the certificate authority listens on the host's loopback.
+	sentryPort int
 	// hurry ends when the user insists on stopping: pods are killed at once.
 	hurry context.Context
 }
@@ -141,14 +144,19 @@ func runDemo(ctx context.Context, out io.Writer, cfg *rest.Config, scheme *runti
 	if err != nil {
 		return err
 	}
+	sentryService := sentry.ServiceName + "." + devControlPlaneNamespace + ".svc"
 	kl, err := kubelet.New(kubelet.Options{
 		Config:    cfg,
 		Images:    images,
 		RootDir:   o.dir,
 		HostPorts: demoHostPorts,
-		Output:    out,
-		Color:     isTerminal(out),
-		Log:       zap.New(zap.ConsoleEncoder(), zap.WriteTo(out), zap.StacktraceLevel(zapcore.PanicLevel)).WithName("kubelet"),
+		// The certificate authority's Service, as the injector names it, is the
+		// authority's host port on each pod's loopback.
+		LoopbackNames: []string{sentryService, sentryService + ".cluster.local"},
+		Relays:        []kubelet.Relay{{PodPort: 443, HostPort: o.sentryPort}},
+		Output:        out,
+		Color:         isTerminal(out),
+		Log:           zap.New(zap.ConsoleEncoder(), zap.WriteTo(out), zap.StacktraceLevel(zapcore.PanicLevel)).WithName("kubelet"),
 	})
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -18,8 +19,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -27,10 +32,12 @@ import (
 
 	"github.com/outrigger-dev/outrigger/internal/localcp"
 	"github.com/outrigger-dev/outrigger/internal/scheme"
+	"github.com/outrigger-dev/outrigger/sentry"
 )
 
 // devControlPlaneNamespace stands for the operator's namespace on the local control
-// plane, where nothing runs as a pod: its pods are not injected.
+// plane, where nothing runs as a pod: its pods are not injected. The certificate
+// authority keeps its trust bundle there.
 const devControlPlaneNamespace = "outrigger-system"
 
 func newDevCommand() *cobra.Command {
@@ -132,10 +139,17 @@ func runDev(ctx context.Context, cmd *cobra.Command, kubeconfigPath string, inj 
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
-	if err := setupOperator(mgr, inj.handler(devControlPlaneNamespace)); err != nil {
+	sentryAddr, err := devCertificateAuthority(ctx, restCfg, mgr)
+	if err != nil {
+		return err
+	}
+	handler := inj.handler(devControlPlaneNamespace)
+	handler.MTLS = mtlsSource(mgr, devControlPlaneNamespace)
+	if err := setupOperator(mgr, handler); err != nil {
 		return err
 	}
 	if demo.enabled {
+		demo.sentryPort = sentryAddr.Port
 		return runWithDemo(ctx, cmd, mgr, restCfg, kubeconfigPath, inj.sidecarImage, demo)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "Local control plane is up at %s\n  export KUBECONFIG=%s\n  kubectl apply -k config/samples\nPress Ctrl-C to stop.\n",
@@ -157,6 +171,10 @@ func runWithDemo(ctx context.Context, cmd *cobra.Command, mgr ctrl.Manager, rest
 	}()
 	err := waitWebhooks(ctx, mgr, mgrStopped)
 	if err == nil {
+		// Until the authority publishes its roots the injector refuses pods.
+		err = waitTrustBundle(ctx, mgr.GetAPIReader(), mgrStopped)
+	}
+	if err == nil {
 		fmt.Fprintf(cmd.OutOrStdout(), "==> Local control plane is up at %s with the operator (export KUBECONFIG=%s)\n", restCfg.Host, kubeconfigPath)
 		err = runDemo(ctx, cmd.OutOrStdout(), restCfg, mgr.GetScheme(), kubeconfigPath, sidecarImage, demo)
 	}
@@ -171,20 +189,72 @@ func runWithDemo(ctx context.Context, cmd *cobra.Command, mgr ctrl.Manager, rest
 // waitWebhooks returns once the webhook server answers: until then the API server
 // rejects the dapr.io resources the demo applies.
 func waitWebhooks(ctx context.Context, mgr ctrl.Manager, mgrStopped <-chan struct{}) error {
+	check := mgr.GetWebhookServer().StartedChecker()
+	return waitOperator(ctx, mgrStopped, "its webhooks served", func(ctx context.Context) bool {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
+		return check(req) == nil
+	})
+}
+
+// waitOperator polls done for up to a minute, and fails when the operator stops first.
+func waitOperator(ctx context.Context, mgrStopped <-chan struct{}, what string, done func(context.Context) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	check := mgr.GetWebhookServer().StartedChecker()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
-	for check(req) != nil {
+	for !done(ctx) {
 		select {
 		case <-mgrStopped:
-			return errors.New("the operator stopped before its webhooks served")
+			return fmt.Errorf("the operator stopped before %s", what)
 		case <-ctx.Done():
-			return fmt.Errorf("the webhook server did not start: %w", ctx.Err())
+			return fmt.Errorf("waiting until %s: %w", what, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	return nil
+}
+
+// devCertificateAuthority runs the certificate authority (Dapr's Sentry) in the dev
+// control plane's namespace, as `operator --enable-mtls` does, on a free loopback port
+// instead of behind a Service: the local kubelet relays the Service's port to it.
+func devCertificateAuthority(ctx context.Context, restCfg *rest.Config, mgr ctrl.Manager) (*net.TCPAddr, error) {
+	c, err := client.New(restCfg, client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return nil, err
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: devControlPlaneNamespace}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("create namespace %s for the trust bundle: %w", devControlPlaneNamespace, err)
+	}
+	ca, err := sentryServer(restCfg, mgr, devControlPlaneNamespace, 0)
+	if err != nil {
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen for the certificate authority: %w", err)
+	}
+	if err := mgr.Add(&listeningCA{Server: ca, lis: lis}); err != nil {
+		_ = lis.Close()
+		return nil, err
+	}
+	return lis.Addr().(*net.TCPAddr), nil
+}
+
+// listeningCA serves the certificate authority on a listener opened beforehand, so
+// that its port is known before the manager starts.
+type listeningCA struct {
+	*sentry.Server
+	lis net.Listener
+}
+
+func (c *listeningCA) Start(ctx context.Context) error { return c.Serve(ctx, c.lis) }
+
+// waitTrustBundle returns once the certificate authority has published its roots.
+func waitTrustBundle(ctx context.Context, r client.Reader, mgrStopped <-chan struct{}) error {
+	return waitOperator(ctx, mgrStopped, "the certificate authority published its roots", func(ctx context.Context) bool {
+		cm := &corev1.ConfigMap{}
+		err := r.Get(ctx, client.ObjectKey{Namespace: devControlPlaneNamespace, Name: sentry.TrustBundleName}, cm)
+		return err == nil && strings.TrimSpace(cm.Data["ca.crt"]) != ""
+	})
 }
 
 // devSignals: the first SIGINT or SIGTERM ends ctx, for a graceful stop; the second

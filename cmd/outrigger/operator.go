@@ -204,7 +204,10 @@ func startManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Sch
 		}
 	}
 	if o.enableMTLS {
-		ca, err := sentryServer(restCfg, mgr, o)
+		if o.namespace == "" {
+			return errors.New("--enable-mtls needs --namespace or $POD_NAMESPACE to keep its trust bundle")
+		}
+		ca, err := sentryServer(restCfg, mgr, o.namespace, o.sentryPort)
 		if err != nil {
 			return err
 		}
@@ -214,13 +217,7 @@ func startManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Sch
 	}
 	inj := o.injector.handler(o.namespace)
 	if o.enableMTLS {
-		// Every injected sidecar gets its certificate from the authority; the anchors
-		// are read uncached, for each pod, as the authority publishes them.
-		inj.MTLS = &injector.MTLSSource{
-			SentryAddress:         sentry.ServiceName + "." + o.namespace + ".svc:443",
-			ControlPlaneNamespace: o.namespace,
-			TrustAnchors:          injector.TrustAnchorsFromConfigMap(mgr.GetAPIReader(), o.namespace, sentry.TrustBundleName),
-		}
+		inj.MTLS = mtlsSource(mgr, o.namespace)
 	}
 	if err := setupOperator(mgr, inj); err != nil {
 		return err
@@ -230,11 +227,9 @@ func startManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Sch
 	return mgr.Start(ctx)
 }
 
-// sentryServer is the certificate authority; it runs on every replica.
-func sentryServer(restCfg *rest.Config, mgr ctrl.Manager, o operatorOptions) (*sentry.Server, error) {
-	if o.namespace == "" {
-		return nil, errors.New("--enable-mtls needs --namespace or $POD_NAMESPACE to keep its trust bundle")
-	}
+// sentryServer is the certificate authority of the control plane in namespace; it runs
+// on every replica. `operator` and `dev` share it.
+func sentryServer(restCfg *rest.Config, mgr ctrl.Manager, namespace string, port int) (*sentry.Server, error) {
 	// The bundle is read and written before the manager's cache runs.
 	direct, err := client.New(restCfg, client.Options{Scheme: mgr.GetScheme()})
 	if err != nil {
@@ -245,16 +240,27 @@ func sentryServer(restCfg *rest.Config, mgr ctrl.Manager, o operatorOptions) (*s
 		return nil, fmt.Errorf("create API clientset: %w", err)
 	}
 	return &sentry.Server{
-		Bundle: &sentry.BundleStore{Client: direct, Namespace: o.namespace},
+		Bundle: &sentry.BundleStore{Client: direct, Namespace: namespace},
 		Validator: &sentry.Kubernetes{
 			TokenReviews: cs.AuthenticationV1(),
 			// Uncached: a pod recreated under the same name must be seen at once.
 			Reader: mgr.GetAPIReader(),
 			Audiences: []string{sentry.LegacyAudience,
-				sentry.SentryAudience(sentry.DefaultControlPlaneTrustDomain, o.namespace)},
+				sentry.SentryAudience(sentry.DefaultControlPlaneTrustDomain, namespace)},
 		},
-		Port: o.sentryPort,
+		Port: port,
 	}, nil
+}
+
+// mtlsSource has every injected sidecar get its certificate from the authority of the
+// control plane in namespace, through its Service; the anchors are read uncached, for
+// each pod, as the authority publishes them.
+func mtlsSource(mgr ctrl.Manager, namespace string) *injector.MTLSSource {
+	return &injector.MTLSSource{
+		SentryAddress:         sentry.ServiceName + "." + namespace + ".svc:443",
+		ControlPlaneNamespace: namespace,
+		TrustAnchors:          injector.TrustAnchorsFromConfigMap(mgr.GetAPIReader(), namespace, sentry.TrustBundleName),
+	}
 }
 
 // setupOperator registers everything the operator serves on a manager; `operator` and

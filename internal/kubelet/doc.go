@@ -16,10 +16,18 @@
 //   - the host's loopback services (Redis, PostgreSQL, the API server, ...) on the pod's own
 //     127.0.0.1, through listeners the kubelet opens inside the pod's namespace and relays
 //     to the host, so that `localhost:6379` in a Component means the machine's Redis;
+//   - host services that stand for ClusterIP Services: Options.LoopbackNames resolve to
+//     127.0.0.1 in every pod, and Options.Relays join pod ports to other host ports (the
+//     dev control plane's certificate authority is dapr-sentry.<ns>.svc:443 in each pod);
 //   - credentials for the pod's service account: a token from the TokenRequest API in a
-//     kubeconfig that KUBECONFIG names (see serviceAccountKubeconfig).
+//     kubeconfig that KUBECONFIG names (see saCredentials);
+//   - projected service-account token volumes: each token (its audience and expiration,
+//     bound to the pod) is written under RootDir and renewed at 80% of its life; as
+//     processes have no mount namespace of their own, a container that mounts one at
+//     SentryTokenMountPath gets DAPR_SENTRY_TOKEN_FILE naming the file instead, the
+//     stand-in for the mount, as KUBECONFIG is for the default token.
 //
-// Images map to local commands (Options.Images). What it does not do: volumes, resource
+// Images map to local commands (Options.Images). What it does not do: other volumes, resource
 // limits, security contexts (processes run as the kubelet's user), liveness and startup
 // probes, exec probes, ClusterIP Services, and `kubectl logs/exec` (container output goes
 // to Options.Output and to files under Options.RootDir).

@@ -54,14 +54,18 @@ func serviceEntries(services []*corev1.Service, pods []*corev1.Pod, domain strin
 }
 
 // renderHosts writes a pod's /etc/hosts: loopback, the pod's own name, as the kubelet
-// writes it, then the Services.
-func renderHosts(podName, podIP string, entries []hostEntry) []byte {
+// writes it, then the names relayed to the host (Options.LoopbackNames), then the
+// Services.
+func renderHosts(podName, podIP string, loopbackNames []string, entries []hostEntry) []byte {
 	var b bytes.Buffer
 	b.WriteString("# Written by outrigger's local kubelet: the pod, then the headless Services.\n")
 	b.WriteString("127.0.0.1\tlocalhost\n")
 	b.WriteString("::1\tlocalhost ip6-localhost ip6-loopback\n")
 	if podIP != "" {
 		fmt.Fprintf(&b, "%s\t%s\n", podIP, podName)
+	}
+	if len(loopbackNames) > 0 {
+		entries = append([]hostEntry{{ip: "127.0.0.1", names: loopbackNames}}, entries...)
 	}
 	for _, e := range entries {
 		b.WriteString(e.ip)

@@ -1,6 +1,7 @@
 package kubelet
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,11 +32,12 @@ func TestHostsFile(t *testing.T) {
 		pod("python-1", "default", "10.244.0.4", map[string]string{"app": "python"}), // other namespace's Service
 		deleting,
 	}
-	got := string(renderHosts("node-1", "10.244.0.3", serviceEntries(services, pods, "cluster.local")))
+	got := string(renderHosts("node-1", "10.244.0.3", []string{"dapr-sentry.cp.svc", "dapr-sentry.cp.svc.cluster.local"}, serviceEntries(services, pods, "cluster.local")))
 	want := `# Written by outrigger's local kubelet: the pod, then the headless Services.
 127.0.0.1	localhost
 ::1	localhost ip6-localhost ip6-loopback
 10.244.0.3	node-1
+127.0.0.1	dapr-sentry.cp.svc	dapr-sentry.cp.svc.cluster.local
 10.244.0.2	nodeapp-dapr.default.svc	nodeapp-dapr.default.svc.cluster.local
 10.244.0.3	nodeapp-dapr.default.svc	nodeapp-dapr.default.svc.cluster.local
 `
@@ -44,6 +46,14 @@ func TestHostsFile(t *testing.T) {
 	}
 	if rc := string(renderResolvConf("shop", "cluster.local")); !strings.Contains(rc, "nameserver 127.0.0.1\n") || !strings.Contains(rc, "search shop.svc.cluster.local svc.cluster.local cluster.local\n") {
 		t.Errorf("resolv.conf:\n%s", rc)
+	}
+}
+
+func TestPodRelays(t *testing.T) {
+	got := podRelays(6443, []int{6379, 6443, 0, 5432}, []Relay{{PodPort: 443, HostPort: 41234}, {PodPort: 6379, HostPort: 1}, {PodPort: 80}})
+	want := []Relay{{6443, 6443}, {6379, 6379}, {5432, 5432}, {443, 41234}}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
 	}
 }
 

@@ -281,7 +281,7 @@ func (k *Kubelet) refreshHosts() error {
 		if rt.isStopping() {
 			continue
 		}
-		if err := k.net.writeHosts(rt.net, renderHosts(rt.name, rt.net.ip, entries)); err != nil {
+		if err := k.net.writeHosts(rt.net, renderHosts(rt.name, rt.net.ip, k.opts.LoopbackNames, entries)); err != nil {
 			errs = append(errs, fmt.Errorf("pod %s: hosts file: %w", rt.key, err))
 		}
 	}
@@ -304,21 +304,21 @@ func (k *Kubelet) startPod(ctx context.Context, pod *corev1.Pod) (*podRuntime, e
 	}
 
 	// The host's loopback services, on the pod's loopback.
-	for _, port := range k.hostPorts() {
-		target := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	for _, r := range podRelays(k.apiPort, k.opts.HostPorts, k.opts.Relays) {
+		target := net.JoinHostPort("127.0.0.1", strconv.Itoa(r.HostPort))
 		for _, addr := range []string{"127.0.0.1", "::1"} {
-			ln, err := listenIn(pn.netns, net.JoinHostPort(addr, strconv.Itoa(port)))
+			ln, err := listenIn(pn.netns, net.JoinHostPort(addr, strconv.Itoa(r.PodPort)))
 			if err != nil {
 				if addr == "127.0.0.1" {
-					return fail(fmt.Errorf("relay host port %d into the pod: %w", port, err))
+					return fail(fmt.Errorf("relay host port %d into the pod's port %d: %w", r.HostPort, r.PodPort, err))
 				}
-				log.V(1).Info("No IPv6 relay in the pod", "port", port, "error", err.Error())
+				log.V(1).Info("No IPv6 relay in the pod", "port", r.PodPort, "error", err.Error())
 				continue
 			}
 			rt.relays.serve(ln, func() (net.Conn, error) { return net.DialTimeout("tcp", target, 5*time.Second) })
 		}
 	}
-	if err := k.net.writeHosts(pn, renderHosts(pod.Name, pn.ip, nil)); err != nil {
+	if err := k.net.writeHosts(pn, renderHosts(pod.Name, pn.ip, k.opts.LoopbackNames, nil)); err != nil {
 		return fail(err)
 	}
 	if needsToken(pod) {
@@ -327,6 +327,13 @@ func (k *Kubelet) startPod(ctx context.Context, pod *corev1.Pod) (*podRuntime, e
 			return fail(err)
 		}
 		rt.creds = creds
+	}
+	for _, t := range projectedTokens(pod) {
+		at, err := issueProjectedToken(ctx, k.cs, pod, t, rt.volumeDir(t.volume))
+		if err != nil {
+			return fail(err)
+		}
+		rt.tokens, rt.renewAt = append(rt.tokens, t), append(rt.renewAt, at)
 	}
 	if err := os.MkdirAll(rt.dir, 0o755); err != nil {
 		return fail(err)
@@ -343,16 +350,6 @@ func (k *Kubelet) startPod(ctx context.Context, pod *corev1.Pod) (*podRuntime, e
 	rt.start()
 	k.queue.Add(hostsKey)
 	return rt, nil
-}
-
-func (k *Kubelet) hostPorts() []int {
-	ports := []int{k.apiPort}
-	for _, p := range k.opts.HostPorts {
-		if p != k.apiPort && p > 0 {
-			ports = append(ports, p)
-		}
-	}
-	return ports
 }
 
 // stopPod stops the containers, frees the network and, for a pod in graceful deletion,

@@ -21,6 +21,31 @@ type Image struct {
 	Env []string
 }
 
+// Relay joins PodPort on a pod's loopback to HostPort on the host's.
+type Relay struct {
+	PodPort, HostPort int
+}
+
+// podRelays lists the loopback relays of every pod: the API server's port, HostPorts
+// (each to itself), then Relays; the first relay of a pod port wins.
+func podRelays(apiPort int, hostPorts []int, extra []Relay) []Relay {
+	out := []Relay{{apiPort, apiPort}}
+	seen := map[int]bool{apiPort: true}
+	add := func(r Relay) {
+		if r.PodPort > 0 && r.HostPort > 0 && !seen[r.PodPort] {
+			seen[r.PodPort] = true
+			out = append(out, r)
+		}
+	}
+	for _, p := range hostPorts {
+		add(Relay{p, p})
+	}
+	for _, r := range extra {
+		add(r)
+	}
+	return out
+}
+
 // Options configure a Kubelet.
 type Options struct {
 	// Config reaches the API server with the kubelet's own (admin) credentials.
@@ -35,6 +60,13 @@ type Options struct {
 	// HostPorts are loopback ports of the host that every pod reaches on its own
 	// 127.0.0.1 and ::1. The API server's port is always added.
 	HostPorts []int
+	// Relays join ports of every pod's 127.0.0.1 and ::1 to other loopback ports of
+	// the host, as a Service's port maps to its target port: a ClusterIP Service that
+	// stands for a host process.
+	Relays []Relay
+	// LoopbackNames resolve to 127.0.0.1 in every pod's hosts file: the names of such
+	// Services (there is no kube-proxy for their virtual IPs).
+	LoopbackNames []string
 	// Output receives every line the containers write, prefixed with pod and container;
 	// nil discards it (the log files under RootDir keep it).
 	Output io.Writer

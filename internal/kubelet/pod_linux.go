@@ -39,6 +39,10 @@ type podRuntime struct {
 	dir    string
 	relays relays
 	creds  *saCredentials
+	// tokens are the projected service-account tokens of its volumes, with when to
+	// renew each first.
+	tokens  []projectedToken
+	renewAt []time.Time
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -118,6 +122,18 @@ func (rt *podRuntime) start() {
 		if rt.creds != nil {
 			rt.wg.Add(1)
 			go func() { defer rt.wg.Done(); rt.renewToken() }()
+		}
+		rt.mu.Lock()
+		pod := rt.pod
+		rt.mu.Unlock()
+		for i, t := range rt.tokens {
+			rt.wg.Add(1)
+			go func() {
+				defer rt.wg.Done()
+				rt.renewLoop("Renew the token of volume "+t.volume, rt.renewAt[i], func() (time.Time, error) {
+					return issueProjectedToken(rt.ctx, rt.k.cs, pod, t, rt.volumeDir(t.volume))
+				})
+			}()
 		}
 		for _, c := range rt.containers {
 			if !c.init {
@@ -255,6 +271,7 @@ func (rt *podRuntime) runOnce(c *containerRuntime) (exitCode int, err error) {
 		// The stand-in for the service-account token mount (see saCredentials).
 		extra = append(extra, "KUBECONFIG="+creds.kubeconfig)
 	}
+	extra = append(extra, volumeTokenEnv(&c.spec, rt.tokens, rt.volumeDir)...)
 	logFile, err := os.OpenFile(filepath.Join(rt.dir, c.spec.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return waiting("RunContainerError", err)
@@ -420,30 +437,45 @@ func (rt *podRuntime) stopGroup(ctx context.Context, which func(*containerRuntim
 // renewToken renews the service-account token at 80% of its life, as the kubelet
 // renews projected tokens.
 func (rt *podRuntime) renewToken() {
-	for {
+	rt.mu.Lock()
+	at, dir := rt.creds.renewAt(), rt.creds.dir
+	pod := rt.pod
+	rt.mu.Unlock()
+	rt.renewLoop("Renew the service-account token", at, func() (time.Time, error) {
+		creds, err := issueToken(rt.ctx, rt.k.cs, pod, rt.k.server, rt.k.caData, dir)
+		if err != nil {
+			return time.Time{}, err
+		}
 		rt.mu.Lock()
-		at, dir := rt.creds.renewAt(), rt.creds.dir
-		pod := rt.pod
+		rt.creds = creds
 		rt.mu.Unlock()
+		return creds.renewAt(), nil
+	})
+}
+
+// renewLoop calls renew at at, and then when it says, until the pod stops; a failed
+// renewal is tried again 10s later.
+func (rt *podRuntime) renewLoop(what string, at time.Time, renew func() (time.Time, error)) {
+	for {
 		select {
 		case <-rt.ctx.Done():
 			return
 		case <-time.After(time.Until(at)):
 		}
-		creds, err := issueToken(rt.ctx, rt.k.cs, pod, rt.k.server, rt.k.caData, dir)
+		next, err := renew()
 		if err != nil {
-			rt.log.Error(err, "Renew the service-account token")
-			select {
-			case <-rt.ctx.Done():
-				return
-			case <-time.After(10 * time.Second):
+			if rt.ctx.Err() == nil {
+				rt.log.Error(err, what)
 			}
-			continue
+			next = time.Now().Add(10 * time.Second)
 		}
-		rt.mu.Lock()
-		rt.creds = creds
-		rt.mu.Unlock()
+		at = next
 	}
+}
+
+// volumeDir holds the files of one of the pod's volumes.
+func (rt *podRuntime) volumeDir(volume string) string {
+	return filepath.Join(rt.dir, "volumes", volume)
 }
 
 // status is the pod's status as the kubelet reports it.

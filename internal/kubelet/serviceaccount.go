@@ -124,3 +124,99 @@ func needsToken(pod *corev1.Pod) bool {
 	}
 	return false
 }
+
+// SentryTokenMountPath is where Dapr's injector mounts the projected token that a
+// sidecar shows the certificate authority (Sentry); the sidecar reads the file token
+// there, or the file that DAPR_SENTRY_TOKEN_FILE names.
+const SentryTokenMountPath = "/var/run/secrets/dapr.io/sentrytoken"
+
+// defaultProjectedExpiration is the API's default expirationSeconds of a projected
+// service-account token.
+const defaultProjectedExpiration = int64(3600)
+
+// projectedToken is a serviceAccountToken source of a projected volume.
+type projectedToken struct {
+	volume     string
+	audience   string
+	expiration int64
+	path       string
+}
+
+// projectedTokens lists the serviceAccountToken sources of the projected volumes that
+// the pod's containers mount.
+func projectedTokens(pod *corev1.Pod) []projectedToken {
+	mounted := map[string]bool{}
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range cs {
+			for _, m := range c.VolumeMounts {
+				mounted[m.Name] = true
+			}
+		}
+	}
+	var out []projectedToken
+	for _, v := range pod.Spec.Volumes {
+		if v.Projected == nil || !mounted[v.Name] {
+			continue
+		}
+		for _, src := range v.Projected.Sources {
+			sat := src.ServiceAccountToken
+			if sat == nil {
+				continue
+			}
+			t := projectedToken{volume: v.Name, audience: sat.Audience, expiration: defaultProjectedExpiration, path: sat.Path}
+			if sat.ExpirationSeconds != nil {
+				t.expiration = *sat.ExpirationSeconds
+			}
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// volumeTokenEnv stands in for the projected token mounts of a container: processes
+// have no mount namespace of their own, so the sidecar that mounts the Sentry token
+// gets DAPR_SENTRY_TOKEN_FILE naming the kubelet's copy of that volume (volumeDir
+// holds each volume's files), as KUBECONFIG stands in for the default token.
+func volumeTokenEnv(c *corev1.Container, tokens []projectedToken, volumeDir func(volume string) string) []string {
+	for _, m := range c.VolumeMounts {
+		if m.MountPath != SentryTokenMountPath {
+			continue
+		}
+		for _, t := range tokens {
+			if t.volume == m.Name {
+				return []string{"DAPR_SENTRY_TOKEN_FILE=" + filepath.Join(volumeDir(m.Name), "token")}
+			}
+		}
+	}
+	return nil
+}
+
+// issueProjectedToken requests a token for t bound to the pod and writes it into the
+// volume's directory; it returns when to renew it, at 80% of its life, as the kubelet
+// renews projected tokens.
+func issueProjectedToken(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod, t projectedToken, dir string) (time.Time, error) {
+	exp := t.expiration
+	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp}}
+	if t.audience != "" {
+		req.Spec.Audiences = []string{t.audience}
+	}
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default" // unbound, as in issueToken
+	} else {
+		req.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
+	}
+	issued := time.Now()
+	tr, err := cs.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("request a token for volume %s (audience %q) of service account %s/%s: %w", t.volume, t.audience, pod.Namespace, sa, err)
+	}
+	file := filepath.Join(dir, filepath.Clean("/"+t.path))
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return time.Time{}, err
+	}
+	if err := writeFileAtomic(file, []byte(tr.Status.Token), 0o600); err != nil {
+		return time.Time{}, err
+	}
+	return issued.Add(tr.Status.ExpirationTimestamp.Sub(issued) * 4 / 5), nil
+}

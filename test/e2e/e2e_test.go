@@ -5,9 +5,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -68,6 +71,7 @@ func TestHelloKubernetes(t *testing.T) {
 		t.Errorf("nodeapp's log lines are missing from the demo's output")
 	}
 	procs := d.processes(ctx, t)
+	d.checkMTLS(ctx, t)
 
 	// The state store moves from Redis to PostgreSQL with kubectl apply; new orders land
 	// in PostgreSQL.
@@ -408,6 +412,51 @@ func (d *demo) kubectl(t *testing.T, args ...string) {
 		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	t.Logf("kubectl %s: %s", strings.Join(args, " "), bytes.TrimSpace(out))
+}
+
+// checkMTLS: the sidecars got their certificates from the dev control plane's
+// certificate authority, and nodeapp's sidecar serves its internal API only to callers
+// that show one.
+func (d *demo) checkMTLS(ctx context.Context, t *testing.T) {
+	t.Helper()
+	for _, app := range []string{"nodeapp", "pythonapp"} {
+		if want := "mTLS enabled, identity spiffe://public/ns/default/" + app; !strings.Contains(d.output.String(), want) {
+			t.Errorf("%s's sidecar did not log %q", app, want)
+		}
+	}
+	pods, err := d.clientset.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var podIP string
+	for _, p := range pods.Items {
+		if strings.HasPrefix(p.Name, "nodeapp-") {
+			podIP = p.Status.PodIP
+		}
+	}
+	if podIP == "" {
+		t.Fatalf("no IP for nodeapp's pod")
+	}
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	conn, err := tls.DialWithDialer(dialer, "tcp", net.JoinHostPort(podIP, "50002"), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatalf("TLS to nodeapp's sidecar internal API: %v", err)
+	}
+	defer conn.Close()
+	certs := conn.ConnectionState().PeerCertificates
+	if len(certs) == 0 || len(certs[0].URIs) == 0 || certs[0].URIs[0].String() != "spiffe://public/ns/default/nodeapp" {
+		t.Errorf("nodeapp's sidecar serves certificate %v, want the SPIFFE ID spiffe://public/ns/default/nodeapp", certs)
+	}
+	// TLS 1.3 reports the missing client certificate on the first read.
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = conn.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+	_, err = conn.Read(make([]byte, 64))
+	var ne net.Error
+	if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
+		t.Errorf("a caller without a certificate was not refused: read %v", err)
+	} else {
+		t.Logf("mTLS: nodeapp's sidecar is spiffe://public/ns/default/nodeapp and refuses a caller without a certificate (%v)", err)
+	}
 }
 
 // process is one container's process, as the local kubelet reports it.
