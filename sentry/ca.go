@@ -150,7 +150,9 @@ type SignRequest struct {
 	ID        spiffe.ID
 	// DNSNames are only for the CA's own serving certificate; sidecars get none.
 	DNSNames []string
+	// Validity and Skew default to WorkloadValidity and ClockSkew.
 	Validity time.Duration
+	Skew     time.Duration
 }
 
 // Sign issues a leaf for the request, returning the chain leaf first, then the issuer
@@ -166,13 +168,17 @@ func (c *CA) Sign(req SignRequest, now time.Time) ([]*x509.Certificate, error) {
 	if validity <= 0 {
 		validity = WorkloadValidity
 	}
+	skew := req.Skew
+	if skew <= 0 {
+		skew = ClockSkew
+	}
 	notAfter := now.Add(validity)
 	if notAfter.After(c.Issuer.NotAfter) {
 		notAfter = c.Issuer.NotAfter
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		NotBefore:    now.Add(-ClockSkew),
+		NotBefore:    now.Add(-skew),
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},

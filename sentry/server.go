@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/outrigger-dev/outrigger/internal/spiffe"
@@ -51,6 +52,9 @@ type Server struct {
 	ControlPlaneTrustDomain string
 	// Now is the clock; tests move it.
 	Now func() time.Time
+	// Config reads the control plane's Configuration daprsystem, whose spec.mtls sets
+	// the certificates' lifetime and clock skew; nil uses the defaults.
+	Config client.Reader
 
 	ca atomic.Pointer[CA]
 
@@ -206,7 +210,13 @@ func (s *Server) sign(ctx context.Context, req *sentryv1pb.SignCertificateReques
 	if ca == nil {
 		return nil, status.Error(codes.Unavailable, "the trust bundle is not loaded yet")
 	}
-	chain, err := ca.Sign(SignRequest{PublicKey: csr.PublicKey, ID: id}, s.now())
+	// A Configuration the webhook would have refused does not stop the authority: its
+	// unreadable settings keep their defaults.
+	settings, err := SystemSettings(ctx, s.Config, s.Bundle.Namespace)
+	if err != nil {
+		logf.FromContext(ctx).WithName("sentry").Error(err, "Signing with the default certificate lifetime and clock skew")
+	}
+	chain, err := ca.Sign(SignRequest{PublicKey: csr.PublicKey, ID: id, Validity: settings.WorkloadCertTTL, Skew: settings.AllowedClockSkew}, s.now())
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "sign the certificate: %v", err)
 	}

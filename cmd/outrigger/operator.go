@@ -249,7 +249,8 @@ func sentryServer(restCfg *rest.Config, mgr ctrl.Manager, namespace string, port
 			Audiences: []string{sentry.LegacyAudience,
 				sentry.SentryAudience(sentry.DefaultControlPlaneTrustDomain, namespace)},
 		},
-		Port: port,
+		Port:   port,
+		Config: mgr.GetAPIReader(),
 	}, nil
 }
 
@@ -261,6 +262,15 @@ func mtlsSource(mgr ctrl.Manager, namespace string) *injector.MTLSSource {
 		SentryAddress:         sentry.ServiceName + "." + namespace + ".svc:443",
 		ControlPlaneNamespace: namespace,
 		TrustAnchors:          injector.TrustAnchorsFromConfigMap(mgr.GetAPIReader(), namespace, sentry.TrustBundleName),
+		// Dapr's daprsystem Configuration can turn mTLS off; a duration in it that does
+		// not parse does not matter here.
+		Enabled: func(ctx context.Context) (bool, error) {
+			s, err := sentry.SystemSettings(ctx, mgr.GetAPIReader(), namespace)
+			if err != nil && !errors.Is(err, sentry.ErrBadSetting) {
+				return false, err
+			}
+			return s.Enabled, nil
+		},
 	}
 }
 

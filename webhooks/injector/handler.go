@@ -63,6 +63,20 @@ type MTLSSource struct {
 	// TrustAnchors returns the PEM roots sidecars trust; they change when the root
 	// is rotated, so they are read for each pod.
 	TrustAnchors func(ctx context.Context) (string, error)
+	// Enabled reports whether the cluster wants mTLS now (Dapr's daprsystem
+	// Configuration, spec.mtls.enabled); nil means always.
+	Enabled func(ctx context.Context) (bool, error)
+}
+
+// enabled is whether a new sidecar gets mTLS.
+func (m *MTLSSource) enabled(ctx context.Context) (bool, error) {
+	if m == nil {
+		return false, nil
+	}
+	if m.Enabled == nil {
+		return true, nil
+	}
+	return m.Enabled(ctx)
 }
 
 // TrustAnchorsFromConfigMap reads the key ca.crt of the ConfigMap namespace/name, where
@@ -118,7 +132,9 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if err != nil {
 		return admission.Denied("dapr.io sidecar injection: " + joinErrors(err))
 	}
-	if h.MTLS != nil {
+	if on, err := h.MTLS.enabled(ctx); err != nil {
+		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("dapr.io sidecar injection: %w", err))
+	} else if on {
 		anchors, err := h.MTLS.TrustAnchors(ctx)
 		if err != nil {
 			// Retried by the pod's controller; a sidecar without anchors could not start.

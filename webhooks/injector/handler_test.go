@@ -3,6 +3,7 @@ package injector
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -52,5 +53,23 @@ func TestHandleMTLS(t *testing.T) {
 		if !strings.Contains(string(patched), want) {
 			t.Errorf("the patch lacks %q: %s", want, patched)
 		}
+	}
+
+	// The cluster's daprsystem Configuration turned mTLS off: nothing of it is injected;
+	// when it cannot be read, the pod waits.
+	off := handler(bundle)
+	off.MTLS.Enabled = func(context.Context) (bool, error) { return false, nil }
+	resp = off.Handle(context.Background(), req)
+	patched, err = json.Marshal(resp.Patches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resp.Allowed || strings.Contains(string(patched), EnvTrustAnchors) || strings.Contains(string(patched), "--enable-mtls") {
+		t.Errorf("mTLS off in daprsystem, still patched with it: %s", patched)
+	}
+	broken := handler(bundle)
+	broken.MTLS.Enabled = func(context.Context) (bool, error) { return false, errors.New("the API server is away") }
+	if resp := broken.Handle(context.Background(), req); resp.Allowed || resp.Result.Code != http.StatusServiceUnavailable {
+		t.Errorf("unreadable daprsystem: %+v", resp.Result)
 	}
 }
