@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	authv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -60,6 +61,24 @@ type Server struct {
 
 	mu      sync.Mutex
 	serving *tls.Certificate
+}
+
+// NewKubernetes is the authority of the control plane in namespace as the operator runs
+// it: the trust bundle kept in namespace through bundle, tokens reviewed by the API
+// server for Dapr's audiences, and pods and Configurations read through reader, which
+// should read the API server directly (a pod recreated under its name must be seen at
+// once).
+func NewKubernetes(namespace string, bundle client.Client, reader client.Reader, reviews authv1client.TokenReviewsGetter, port int) *Server {
+	return &Server{
+		Bundle: &BundleStore{Client: bundle, Namespace: namespace},
+		Validator: &Kubernetes{
+			TokenReviews: reviews,
+			Reader:       reader,
+			Audiences:    []string{LegacyAudience, SentryAudience(DefaultControlPlaneTrustDomain, namespace)},
+		},
+		Port:   port,
+		Config: reader,
+	}
 }
 
 // NeedLeaderElection is false: sidecars may reach any replica through the Service.

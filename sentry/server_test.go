@@ -50,14 +50,7 @@ func TestSignCertificateKubernetes(t *testing.T) {
 	}
 
 	// The CA, on a loopback port.
-	srv := &sentry.Server{
-		Bundle: &sentry.BundleStore{Client: e.Client, Namespace: cpNS},
-		Validator: &sentry.Kubernetes{
-			TokenReviews: cs.AuthenticationV1(),
-			Reader:       e.Client,
-			Audiences:    []string{sentry.LegacyAudience, sentry.SentryAudience(sentry.DefaultControlPlaneTrustDomain, cpNS)},
-		},
-	}
+	srv := sentry.NewKubernetes(cpNS, e.Client, e.Client, cs.AuthenticationV1(), 0)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

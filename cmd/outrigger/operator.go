@@ -240,18 +240,7 @@ func sentryServer(restCfg *rest.Config, mgr ctrl.Manager, namespace string, port
 	if err != nil {
 		return nil, fmt.Errorf("create API clientset: %w", err)
 	}
-	return &sentry.Server{
-		Bundle: &sentry.BundleStore{Client: direct, Namespace: namespace},
-		Validator: &sentry.Kubernetes{
-			TokenReviews: cs.AuthenticationV1(),
-			// Uncached: a pod recreated under the same name must be seen at once.
-			Reader: mgr.GetAPIReader(),
-			Audiences: []string{sentry.LegacyAudience,
-				sentry.SentryAudience(sentry.DefaultControlPlaneTrustDomain, namespace)},
-		},
-		Port:   port,
-		Config: mgr.GetAPIReader(),
-	}, nil
+	return sentry.NewKubernetes(namespace, direct, mgr.GetAPIReader(), cs.AuthenticationV1(), port), nil
 }
 
 // mtlsSource has every injected sidecar get its certificate from the authority of the

@@ -39,14 +39,7 @@ func TestMTLSWithTheOperatorsCertificateAuthority(t *testing.T) {
 	}
 
 	// The operator's certificate authority, as `outrigger operator --enable-mtls` runs it.
-	ca := &sentry.Server{
-		Bundle: &sentry.BundleStore{Client: env.Client, Namespace: cpNS},
-		Validator: &sentry.Kubernetes{
-			TokenReviews: cs.AuthenticationV1(),
-			Reader:       env.Client,
-			Audiences:    []string{sentry.LegacyAudience, sentry.SentryAudience(sentry.DefaultControlPlaneTrustDomain, cpNS)},
-		},
-	}
+	ca := sentry.NewKubernetes(cpNS, env.Client, env.Client, cs.AuthenticationV1(), 0)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
