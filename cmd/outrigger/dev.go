@@ -106,26 +106,11 @@ func runDev(ctx context.Context, cmd *cobra.Command, kubeconfigPath string, inj 
 	if err != nil {
 		return err
 	}
-	pidFile := filepath.Join(filepath.Dir(kubeconfigPath), "control-plane.pids")
-	killLeftoverControlPlane(pidFile, cmd.ErrOrStderr())
-	restCfg, err := env.Start()
+	restCfg, stop, err := startControlPlane(cmd, env, kubeconfigPath)
 	if err != nil {
-		return fmt.Errorf("start local control plane: %w", err)
-	}
-	recordControlPlane(pidFile)
-	defer os.Remove(pidFile)
-	defer func() {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintf(cmd.ErrOrStderr(), "stop local control plane: %v\n", err)
-		}
-	}()
-	if err := os.MkdirAll(filepath.Dir(kubeconfigPath), 0o700); err != nil {
 		return err
 	}
-	if err := os.WriteFile(kubeconfigPath, env.KubeConfig, 0o600); err != nil {
-		return fmt.Errorf("write kubeconfig: %w", err)
-	}
-	giveToSudoUser(filepath.Dir(kubeconfigPath), kubeconfigPath)
+	defer stop()
 
 	wh := env.WebhookInstallOptions
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
@@ -375,23 +360,41 @@ func runEmptyControlPlane(ctx context.Context, cmd *cobra.Command, kubeconfigPat
 	env.CRDs = nil
 	env.ErrorIfCRDPathMissing = false
 	env.WebhookInstallOptions = envtest.WebhookInstallOptions{}
-	restCfg, err := env.Start()
+	restCfg, stop, err := startControlPlane(cmd, env, kubeconfigPath)
 	if err != nil {
-		return fmt.Errorf("start local control plane: %w", err)
-	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintf(cmd.ErrOrStderr(), "stop local control plane: %v\n", err)
-		}
-	}()
-	if err := os.MkdirAll(filepath.Dir(kubeconfigPath), 0o700); err != nil {
 		return err
 	}
-	if err := os.WriteFile(kubeconfigPath, env.KubeConfig, 0o600); err != nil {
-		return fmt.Errorf("write kubeconfig: %w", err)
-	}
+	defer stop()
 	fmt.Fprintf(cmd.OutOrStdout(), "Empty local control plane is up at %s\n  export KUBECONFIG=%s\n  kubectl apply --server-side -f dist/install.yaml\nPress Ctrl-C to stop.\n",
 		restCfg.Host, kubeconfigPath)
 	<-ctx.Done()
 	return nil
+}
+
+// startControlPlane starts env, after stopping one a killed run left behind, and writes
+// its kubeconfig; stop stops it and forgets its processes.
+func startControlPlane(cmd *cobra.Command, env *envtest.Environment, kubeconfigPath string) (*rest.Config, func(), error) {
+	pidFile := filepath.Join(filepath.Dir(kubeconfigPath), "control-plane.pids")
+	killLeftoverControlPlane(pidFile, cmd.ErrOrStderr())
+	restCfg, err := env.Start()
+	if err != nil {
+		return nil, nil, fmt.Errorf("start local control plane: %w", err)
+	}
+	recordControlPlane(pidFile)
+	stop := func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "stop local control plane: %v\n", err)
+		}
+		_ = os.Remove(pidFile)
+	}
+	if err := os.MkdirAll(filepath.Dir(kubeconfigPath), 0o700); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	if err := os.WriteFile(kubeconfigPath, env.KubeConfig, 0o600); err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("write kubeconfig: %w", err)
+	}
+	giveToSudoUser(filepath.Dir(kubeconfigPath), kubeconfigPath)
+	return restCfg, stop, nil
 }
